@@ -1,0 +1,12 @@
+"""User-facing errors.
+
+Anything the user can fix (a bad flag, a missing directory, a malformed file) is raised as
+:class:`UserError`. The CLI prints its message as one line and exits with code 2; ``--debug``
+shows the traceback instead. Library users can catch it like any exception.
+"""
+
+
+class UserError(Exception):
+    """An error caused by user input; the message says what is wrong and what to do."""
+
+    exit_code = 2
