@@ -1,0 +1,120 @@
+"""The ``noisydarts`` command: a thin layer over the Python API.
+
+Every subcommand parses its flags, calls one API function and prints the result. Errors the
+user can fix (:class:`~noisydarts.errors.UserError`) are printed as one line with exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+DEFAULT_PRESET = "quick"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2) like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+# --- search -------------------------------------------------------------------------------------
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help="run an architecture search", description="Run an architecture search.")
+    p.add_argument("--preset", help=f"a named preset (default: {DEFAULT_PRESET}; see `noisydarts presets`)")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (over the preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, e.g. --set noise.lambda=0.1 (repeatable)")
+    p.add_argument("--data", metavar="NAME_OR_DIR", help="cifar10-mini (embedded), cifar10, cifar100, or an ImageFolder directory")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>-<preset>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    _common(p)
+    p.set_defaults(func=_cmd_search)
+
+
+def search_config(args) -> dict:
+    from . import config
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.name={args.data}")
+    preset = args.preset or (None if args.config else DEFAULT_PRESET)
+    return config.resolve(preset, args.config, overrides)
+
+
+def _cmd_search(args) -> int:
+    from .search import search
+
+    if args.resume:
+        if args.preset or args.config or args.overrides or args.data or args.out:
+            raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--data/--out")
+        result = search(resume=args.resume, progress=not args.no_progress)
+    else:
+        cfg = search_config(args)
+        label = args.preset or (DEFAULT_PRESET if not args.config else "search")
+        result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
+    print(f"genotype: {result.genotype}")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+def _add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="list the presets", description="List the presets, one line each.")
+    _common(p)
+    p.set_defaults(func=_cmd_presets)
+
+
+def _cmd_presets(args) -> int:
+    from .config import load_preset, preset_names
+
+    names = preset_names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {load_preset(name).get('description', '')}")
+    return 0
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+COMMANDS = [_add_search, _add_presets]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="noisydarts", description="Differentiable architecture search that does not collapse into skip connections.")
+    parser.add_argument("--version", action="version", version=f"noisydarts {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"noisydarts: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: continue a search with `noisydarts search --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""First-order DARTS: ``grad_alpha L_val(w, alpha)`` at the current weights (Eq. 7 of
+NoisyDARTS with ``w*`` approximated by ``w``; the approximation NoisyDARTS uses, Sec. 4.2)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Estimator, StepContext, set_grads
+
+DEFAULTS: dict = {}
+
+
+class FirstOrder(Estimator):
+    def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
+        x, y = val_batch
+        loss = ctx.loss_fn(model, x, y)
+        params = model.arch_parameters()
+        # Differentiate w.r.t. alpha only: autograd then skips the weight-gradient kernels
+        # of every conv, which a plain loss.backward() would compute and throw away.
+        set_grads(params, torch.autograd.grad(loss, params, allow_unused=True))
+        return loss.detach()
+
+
+def build(cfg: dict) -> FirstOrder:
+    return FirstOrder()

@@ -1,0 +1,186 @@
+"""Primitive operations, by name.
+
+``OPS[name](C, stride, affine)`` builds a module that maps ``C`` channels to ``C`` channels
+(spatial size divided by ``stride``). The DARTS primitives follow the DARTS release:
+ReLU-conv-BN ordering, separable convolutions applied twice, and a factorized reduction for a
+skip connection at stride 2. The NAS-Bench-201 primitives (``nor_conv_*``) are ReLU-conv-BN.
+
+During search every BatchNorm is built with ``affine=False`` (DARTS); NAS-Bench-201 search
+additionally keeps no running statistics. Both are passed down through :func:`batch_norm`'s
+arguments, so the same registry serves search cells and final networks.
+
+New primitives are added with :func:`register_op`::
+
+    @register_op("conv_7x1_1x7")
+    def _conv_7x1_1x7(C, stride, affine, track_stats=True): ...
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .errors import UserError
+
+OpFactory = Callable[..., nn.Module]
+OPS: dict[str, OpFactory] = {}
+
+#: The DARTS cell-space primitives, in the order of the DARTS release (``none`` first).
+DARTS_OPS = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+#: NoisyDARTS searches the DARTS space without ``none`` (Sec. 4.1 of NoisyDARTS).
+NOISYDARTS_OPS = DARTS_OPS[1:]
+
+
+def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
+    def wrap(factory: OpFactory) -> OpFactory:
+        OPS[name] = factory
+        return factory
+
+    return wrap
+
+
+def build_op(name: str, C: int, stride: int, affine: bool, track_stats: bool = True) -> nn.Module:
+    if name not in OPS:
+        raise UserError(f"unknown operation {name!r}: choose from {', '.join(sorted(OPS))}")
+    return OPS[name](C, stride, affine, track_stats)
+
+
+def batch_norm(C: int, affine: bool, track_stats: bool = True) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(C, affine=affine, track_running_stats=track_stats)
+
+
+class Zero(nn.Module):
+    """The ``none`` operation. Mixed edges never call it (its output is zero), see mixed.py."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True, track_stats=True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            batch_norm(C_out, affine, track_stats),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, depthwise (dilated) conv, pointwise conv, BN."""
+
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True, track_stats=True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            batch_norm(C_out, affine, track_stats),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked DilConvs with dilation 1; only the first one strides (DARTS)."""
+
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True, track_stats=True):
+        super().__init__(
+            DilConv(C_in, C_in, kernel_size, stride, padding, 1, affine, track_stats),
+            DilConv(C_in, C_out, kernel_size, 1, padding, 1, affine, track_stats),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1x1 convs, concatenated (DARTS)."""
+
+    def __init__(self, C_in, C_out, affine=True, track_stats=True):
+        super().__init__()
+        if C_out % 2:
+            raise UserError(f"factorized reduce needs an even channel count, got {C_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.bn = batch_norm(C_out, affine, track_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        # The second branch sees the input shifted by one pixel, so together they cover it.
+        # Pad odd sizes so both branches agree (a no-op for the even sizes of CIFAR).
+        shifted = x[:, :, 1:, 1:]
+        if x.shape[2] % 2 or x.shape[3] % 2:
+            shifted = nn.functional.pad(shifted, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+@register_op("none")
+def _none(C, stride, affine, track_stats=True):
+    return Zero(stride)
+
+
+@register_op("skip_connect")
+def _skip(C, stride, affine, track_stats=True):
+    return nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine, track_stats)
+
+
+@register_op("avg_pool_3x3")
+def _avg_pool(C, stride, affine, track_stats=True):
+    return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+
+@register_op("max_pool_3x3")
+def _max_pool(C, stride, affine, track_stats=True):
+    return nn.MaxPool2d(3, stride=stride, padding=1)
+
+
+@register_op("sep_conv_3x3")
+def _sep3(C, stride, affine, track_stats=True):
+    return SepConv(C, C, 3, stride, 1, affine, track_stats)
+
+
+@register_op("sep_conv_5x5")
+def _sep5(C, stride, affine, track_stats=True):
+    return SepConv(C, C, 5, stride, 2, affine, track_stats)
+
+
+@register_op("sep_conv_7x7")
+def _sep7(C, stride, affine, track_stats=True):
+    return SepConv(C, C, 7, stride, 3, affine, track_stats)
+
+
+@register_op("dil_conv_3x3")
+def _dil3(C, stride, affine, track_stats=True):
+    return DilConv(C, C, 3, stride, 2, 2, affine, track_stats)
+
+
+@register_op("dil_conv_5x5")
+def _dil5(C, stride, affine, track_stats=True):
+    return DilConv(C, C, 5, stride, 4, 2, affine, track_stats)
+
+
+@register_op("nor_conv_1x1")
+def _nor1(C, stride, affine, track_stats=True):
+    return ReLUConvBN(C, C, 1, stride, 0, affine, track_stats)
+
+
+@register_op("nor_conv_3x3")
+def _nor3(C, stride, affine, track_stats=True):
+    return ReLUConvBN(C, C, 3, stride, 1, affine, track_stats)
+
+
+#: Pooling ops get a BatchNorm after them inside DARTS search cells, as the DARTS and
+#: NoisyDARTS releases do, so that their scale is comparable with the other ops' outputs.
+POOLING_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})

@@ -1,0 +1,1 @@
+"""Named configurations (YAML), listed by `noisydarts presets`."""

@@ -1,0 +1,186 @@
+"""The DARTS cell search space (Liu et al., 2019), as searched by NoisyDARTS.
+
+Supernet: a 3x3 stem conv to ``3C`` channels + BN, then ``layers`` cells with reduction cells at
+1/3 and 2/3 of the depth (channels doubled there), global average pooling and a linear
+classifier. A cell has two inputs (the two previous cells' outputs, c_{k-2} and c_{k-1}), ``nodes``
+intermediate nodes, a mixed edge from every earlier node to every intermediate node (14 edges for
+4 nodes), and outputs the concatenation of its intermediate nodes. One architecture matrix
+``alpha_normal`` is shared by all normal cells and one ``alpha_reduce`` by all reduction cells.
+
+Derivation (:func:`derive`) keeps, per node, the two incoming edges whose best non-``none`` op
+weight is largest, and on each edge that op.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..errors import UserError
+from ..genotype import Genotype
+from ..mixed import WEIGHTINGS, MixedEdge
+from ..noise import SkipNoise
+from ..ops import DARTS_OPS, NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN
+from ..supernet import Supernet
+
+DEFAULTS = {
+    "channels": 16,
+    "layers": 8,
+    "nodes": 4,
+    "stem_multiplier": 3,
+    "ops": list(NOISYDARTS_OPS),
+}
+
+
+def dense_edges(nodes: int) -> list[tuple[int, int]]:
+    """``(target, source)`` of every edge, node by node: node ``i + 2`` takes all of 0..i+1."""
+    return [(i + 2, j) for i in range(nodes) for j in range(i + 2)]
+
+
+class SearchCell(nn.Module):
+    def __init__(self, edges, C_pp, C_p, C, reduction, reduction_prev, make_edge):
+        super().__init__()
+        self.reduction = reduction
+        self.edge_list = list(edges)
+        self.num_nodes = max(t for t, _ in self.edge_list) - 1
+        self.preprocess0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        # Only edges leaving the cell inputs stride in a reduction cell.
+        self.edges = nn.ModuleList(make_edge(C, 2 if reduction and s < 2 else 1) for _, s in self.edge_list)
+
+    def forward(self, s0, s1, weights):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        rows = weights.unbind(0)
+        node = None
+        for k, (target, source) in enumerate(self.edge_list):
+            if target == len(states) + 1:  # edges are ordered by target: the previous node is complete
+                states.append(node)
+                node = None
+            y = self.edges[k](states[source], rows[k])
+            node = y if node is None else node + y
+        states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+
+class DartsSupernet(Supernet):
+    kinds = ("normal", "reduce")
+
+    def __init__(self, num_classes: int, channels: int = 16, layers: int = 8, nodes: int = 4,
+                 stem_multiplier: int = 3, ops=NOISYDARTS_OPS, *, noise: nn.Module | None = None,
+                 noise_on_reduction: bool = True, weighting: str = "softmax", partial_channels: int = 1,
+                 edges=None, in_channels: int = 3):
+        super().__init__()
+        self.op_names = list(ops)
+        self.nodes = nodes
+        self.edge_list = list(edges) if edges is not None else dense_edges(nodes)
+        if any(s >= t for t, s in self.edge_list) or [t for t, _ in self.edge_list] != sorted(t for t, _ in self.edge_list):
+            raise ValueError("edges must be (target, source) pairs sorted by target, with source < target")
+        self.noise = noise
+        for kind in self.kinds:
+            self.arch[f"alpha_{kind}"] = nn.Parameter(1e-3 * torch.randn(len(self.edge_list), len(self.op_names)))
+        self.weighting = WEIGHTINGS[weighting](self.arch, self.kinds, [t for t, _ in self.edge_list])
+
+        def make_edge(C, stride):
+            with_noise = noise is not None and (stride == 1 or noise_on_reduction)
+            return MixedEdge(self.op_names, C, stride, affine=False, bn_after_pool=True,
+                             op_transforms={"skip_connect": noise} if with_noise else None,
+                             partial_channels=partial_channels)
+
+        C_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = SearchCell(self.edge_list, C_pp, C_p, C_curr, reduction, reduction_prev, make_edge)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.num_nodes * C_curr
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = {kind: self.weighting(kind) for kind in self.kinds}
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+        return self.classifier(self.pool(s1).flatten(1))
+
+    def genotype(self) -> Genotype:
+        w = self.arch_weights()
+        return derive(w["normal"], w["reduce"], self.op_names, self.edge_list)
+
+    def genotype_metrics(self, genotype: Genotype) -> dict:
+        return {"skip_normal": genotype.count("skip_connect", "normal"),
+                "skip_reduce": genotype.count("skip_connect", "reduce")}
+
+
+def _derive_cell(weights: torch.Tensor, op_names, edge_list, keep: int = 2) -> list[tuple[str, int]]:
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    if "none" in op_names:
+        weights = weights.clone()
+        weights[:, op_names.index("none")] = -1.0  # never chosen, never counts for an edge's rank
+    best_w, best_op = weights.max(dim=1)
+    gene = []
+    for target in sorted({t for t, _ in edge_list}):
+        incoming = [k for k, (t, _) in enumerate(edge_list) if t == target]
+        # Stable sort: ties go to the earlier edge, as in the DARTS release.
+        ranked = sorted(incoming, key=lambda k: -float(best_w[k]))[:keep]
+        gene += [(op_names[int(best_op[k])], edge_list[k][1]) for k in ranked]
+    return gene
+
+
+def derive(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list=None) -> Genotype:
+    """Discretize a DARTS cell (Sec. 2.4 of DARTS): a pure function of the weight matrices.
+
+    Per node, keep the 2 incoming edges with the largest non-``none`` weight and on each the
+    non-``none`` op with the largest weight. ``none`` still counts in the softmax itself.
+    """
+    op_names = list(op_names)
+    if set(op_names) <= {"none"}:
+        raise UserError("the op set has no operation besides 'none'")
+    edge_list = list(edge_list) if edge_list is not None else dense_edges(_nodes_from_edges(len(normal)))
+    nodes = len({t for t, _ in edge_list})
+    concat = list(range(2, 2 + nodes))
+    return Genotype(normal=_derive_cell(normal, op_names, edge_list), normal_concat=concat,
+                    reduce=_derive_cell(reduce, op_names, edge_list), reduce_concat=concat)
+
+
+def _nodes_from_edges(num_edges: int) -> int:
+    nodes, total = 0, 0
+    while total < num_edges:
+        total += nodes + 2
+        nodes += 1
+    if total != num_edges:
+        raise UserError(f"{num_edges} edges do not form a dense DARTS cell")
+    return nodes
+
+
+def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
+    """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
+    space, edge = cfg["space"], cfg["edge"]
+    return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
+                         space["ops"], noise=SkipNoise.from_config(cfg["noise"]),
+                         noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=edge["weighting"],
+                         partial_channels=edge["partial_channels"], in_channels=in_channels)
+
+
+def validate(cfg: dict) -> None:
+    from ..ops import OPS
+
+    space = cfg["space"]
+    unknown = [op for op in space["ops"] if op not in OPS]
+    if unknown:
+        raise UserError(f"unknown operation {unknown[0]!r} in space.ops: choose from {', '.join(sorted(OPS))}")
+    if not [op for op in space["ops"] if op != "none"]:
+        raise UserError("space.ops needs at least one operation besides 'none'")
+    if len(set(space["ops"])) != len(space["ops"]):
+        raise UserError("space.ops lists an operation twice")
+    for key in ("channels", "layers", "nodes", "stem_multiplier"):
+        if space[key] < 1:
+            raise UserError(f"space.{key} must be at least 1, got {space[key]}")
+    if space["channels"] % (2 * cfg["edge"]["partial_channels"]):
+        raise UserError(f"space.channels={space['channels']} must be even and divisible by edge.partial_channels")
