@@ -1,0 +1,29 @@
+import os
+
+import pytest
+import torch
+
+# Tests run on 2 CPU cores: keep torch from oversubscribing them.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+TINY_SEARCH = {
+    "epochs": 2,
+    "batch_size": 16,
+    "data": {"name": "cifar10-mini", "limit": 96, "resolution": 16},
+    "space": {"name": "darts", "channels": 4, "layers": 3, "nodes": 2},
+    "weights": {"lr": 0.05},
+    "arch": {"lr": 3.0e-3},
+}
+
+
+@pytest.fixture
+def tiny_config():
+    import copy
+
+    return copy.deepcopy(TINY_SEARCH)
