@@ -42,16 +42,23 @@ def test_search_bn_has_no_affine_parameters():
     assert bns and all(not bn.affine for bn in bns)
 
 
-def test_none_is_never_computed_and_gets_no_gradient():
-    edge = MixedEdge(["none", "skip_connect", "max_pool_3x3"], 4, 1, bn_after_pool=True)
+def test_none_is_never_computed_but_matches_computing_it():
+    """Skipping 'none' changes no number: output and alpha gradient equal the explicit sum."""
+    from noisydarts.ops import build_op
+
+    names = ["none", "skip_connect", "max_pool_3x3"]
+    edge = MixedEdge(names, 4, 1, bn_after_pool=True)
     assert len(edge.ops) == 2
-    alpha = torch.zeros(3, requires_grad=True)
     x = torch.randn(2, 4, 8, 8)
-    edge(x, torch.softmax(alpha, 0)).square().sum().backward()
-    # softmax couples alpha_none to the others, but its direct contribution is zero:
-    w = torch.softmax(alpha.detach(), 0)
-    g_direct = alpha.grad + w * 0  # just to show it's defined
-    assert torch.isfinite(g_direct).all()
+    alpha = torch.randn(3, requires_grad=True)
+    out = edge(x, torch.softmax(alpha, 0))
+    (g,) = torch.autograd.grad(out.square().sum(), alpha)
+    alpha2 = alpha.detach().clone().requires_grad_()
+    w = torch.softmax(alpha2, 0)
+    explicit = w[0] * build_op("none", 4, 1, False)(x) + w[1] * edge.ops[0](x) + w[2] * edge.ops[1](x)
+    (g2,) = torch.autograd.grad(explicit.square().sum(), alpha2)
+    assert torch.allclose(out, explicit, atol=1e-6)
+    assert torch.allclose(g, g2, atol=1e-5)
 
 
 def test_derivation_on_hand_made_weights():
@@ -119,4 +126,25 @@ def test_partial_channels_keep_shapes():
     net = DartsSupernet(10, channels=8, layers=3, nodes=2, partial_channels=4)
     assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
     edge = net.cells[0].edges[0]
-    assert edge.ops[-1][0][1].in_channels == 2  # dil_conv_5x5 sees C/K channels
+    assert edge.ops[-1][1].in_channels == 2  # dil_conv_5x5 (ReLU, depthwise, ...) sees C/K channels
+
+
+@pytest.mark.parametrize("k, stride, size", [(3, 1, 8), (5, 1, 8), (3, 2, 8), (5, 2, 8), (3, 2, 7), (3, 1, 7)])
+def test_dilated_depthwise_by_phase_equals_dilated_conv(k, stride, size):
+    """The phase decomposition computes the same numbers as the dilated conv, and the same
+    input and weight gradients, in both memory formats."""
+    from noisydarts.ops import DepthwiseConv2d
+
+    conv = DepthwiseConv2d(6, k, stride, k - 1, dilation=2).double()
+    for channels_last in (False, True):
+        x = torch.randn(3, 6, size, size, dtype=torch.float64)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
+        y = conv(x)
+        ref = torch.nn.functional.conv2d(x, conv.weight, None, stride, k - 1, 2, 6)
+        assert torch.allclose(y, ref, atol=1e-12)
+        g = torch.randn_like(ref)
+        gx, gw = torch.autograd.grad(y, (x, conv.weight), g)
+        rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
+        assert torch.allclose(gx, rx, atol=1e-12) and torch.allclose(gw, rw, atol=1e-12)

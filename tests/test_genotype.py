@@ -27,7 +27,6 @@ def test_json_round_trip(tmp_path):
     path = tmp_path / "g.json"
     path.write_text(json.dumps({"space": "darts", "genotype": g.to_dict()}))
     assert load_genotype(path) == g
-    assert load_genotype(tmp_path) != g if False else True
 
 
 def test_release_repr_with_range_and_module_prefix():
@@ -38,7 +37,7 @@ def test_release_repr_with_range_and_module_prefix():
 @pytest.mark.parametrize("bad, words", [
     (DARTS_V2.replace("'dil_conv_3x3', 2", "'conv_9x9', 2"), "unknown operation"),
     (DARTS_V2.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"), "inputs must be"),
-    (DARTS_V2.replace("('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ", "", 1), "edges"),
+    (DARTS_V2.replace("('sep_conv_3x3', 0), ", "", 1), "edges"),
     ("Genotype(normal=[", "cannot parse"),
     ("Network(a=1)", "must look like"),
 ])

@@ -89,7 +89,7 @@ def test_alpha_gradient_through_noisy_skip_is_unbiased():
     mean must converge to the reference; with a biased noise (mu != 0) it must not.
     """
     x = _x(1.0)
-    target = torch.randn(64, 8, 8, 8, generator=torch.Generator().manual_seed(2))
+    target = torch.randn(64, 8, 8, 8, generator=torch.Generator().manual_seed(2)) + 1.0
 
     def grad_alpha(noise, draws):
         edge = _edge(noise).eval()  # BN in eval: ops are deterministic, only the noise varies

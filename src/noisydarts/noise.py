@@ -54,11 +54,19 @@ class SkipNoise(nn.Module):
         self.scale = 0.5 * (1 + math.cos(math.pi * epoch / epochs)) if self.decay == "cosine" else 1.0
 
     def _unit_noise(self, like: torch.Tensor) -> torch.Tensor:
-        """Zero-mean, unit-variance noise shaped like ``like``."""
+        """Zero-mean, unit-variance noise shaped like ``like``, in its memory layout."""
+        shape = like.shape
+        # Sampling into a contiguous buffer is ~10x faster on CPU than into a strided
+        # (channels_last) one; a channels_last view of an NHWC buffer has the right layout.
+        channels_last = like.dim() == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last)
+        if channels_last:
+            shape = (shape[0], shape[2], shape[3], shape[1])
+        kw = {"dtype": like.dtype, "device": like.device}
         if self.distribution == "gaussian":
-            return torch.randn_like(like)
-        # U(-a, a) has variance a^2 / 3, so a = sqrt(3) gives unit variance.
-        return torch.rand_like(like).mul_(2.0).sub_(1.0).mul_(math.sqrt(3.0))
+            eps = torch.randn(shape, **kw)
+        else:  # U(-a, a) has variance a^2 / 3, so a = sqrt(3) gives unit variance.
+            eps = torch.rand(shape, **kw).mul_(2.0).sub_(1.0).mul_(math.sqrt(3.0))
+        return eps.permute(0, 3, 1, 2) if channels_last else eps
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if not self.training or self.scale == 0.0:

@@ -82,13 +82,46 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise conv (no bias) that computes dilated kernels as undilated ones.
+
+    A kernel with dilation ``d`` only ever combines pixels that share their row and column
+    phase modulo ``d``. So the same numbers come out of an ordinary conv run on the ``d x d``
+    phase sub-images, batched together: at stride ``d`` only phase (0, 0) is needed at all, at
+    stride 1 the ``d*d`` phases are stacked into the batch. CPU conv libraries run undilated
+    depthwise kernels several times faster than dilated ones, forward and backward alike (see
+    benchmarks/search_step.py). Parameters are those of ``nn.Conv2d``, so weights are portable.
+    """
+
+    def __init__(self, C, kernel_size, stride, padding, dilation=1):
+        super().__init__(C, C, kernel_size, stride, padding, dilation=dilation, groups=C, bias=False)
+        d, k = dilation, kernel_size
+        self.by_phase = d > 1 and padding == d * (k - 1) // 2 and stride in (1, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.dilation[0]
+        if not self.by_phase or (self.stride[0] == 1 and (x.shape[2] % d or x.shape[3] % d)):
+            return super().forward(x)
+        pad = (self.kernel_size[0] - 1) // 2
+        if self.stride[0] == d:
+            return nn.functional.conv2d(x[:, :, ::d, ::d], self.weight, None, 1, pad, 1, self.groups)
+        B, C, H, W = x.shape
+        # Work on the NHWC view so that channels_last inputs need no layout change.
+        phases = (x.permute(0, 2, 3, 1).reshape(B, H // d, d, W // d, d, C)
+                  .permute(2, 4, 0, 1, 3, 5).reshape(d * d * B, H // d, W // d, C).permute(0, 3, 1, 2))
+        y = nn.functional.conv2d(phases, self.weight, None, 1, pad, 1, self.groups)
+        y = (y.permute(0, 2, 3, 1).reshape(d, d, B, H // d, W // d, C)
+             .permute(2, 3, 0, 4, 1, 5).reshape(B, H, W, C))
+        return y.permute(0, 3, 1, 2)
+
+
 class DilConv(nn.Sequential):
     """ReLU, depthwise (dilated) conv, pointwise conv, BN."""
 
     def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True, track_stats=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
+            DepthwiseConv2d(C_in, kernel_size, stride, padding, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             batch_norm(C_out, affine, track_stats),
         )
