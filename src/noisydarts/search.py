@@ -222,7 +222,10 @@ class Searcher:
         return {"epoch": epoch + 1, **train, **val, "epoch_time": round(seconds, 3), "alpha": alpha,
                 "genotype": str(genotype), **self.model.genotype_metrics(genotype)}
 
-    def run(self, stop_after: int | None = None) -> SearchResult:
+    def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
+        """Train until ``stop_after`` (or all) epochs are done. Each callback's optional
+        ``on_epoch(record, run_dir)`` is called after every epoch and ``on_end(result)`` at the
+        end (also when stopping early): logging and plotting hook in there, not in the loop."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
         for epoch in range(self.start_epoch, last):
@@ -234,14 +237,21 @@ class Searcher:
             atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
             if self.progress:
                 print(_summary_line(record), flush=True)
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch"):
+                    cb.on_epoch(record, self.run_dir)
         metrics = read_jsonl(metrics_path)
         genotype = self.model.genotype()
         if last == cfg["epochs"]:
             payload = {"space": cfg["space"]["name"], "genotype": _genotype_payload(genotype), "text": str(genotype),
                        **self.model.genotype_metrics(genotype)}
             atomic_write_text(self.run_dir / "genotype.json", json.dumps(payload, indent=1) + "\n")
-        return SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
-                            run_dir=self.run_dir, metrics=metrics)
+        result = SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
+                              run_dir=self.run_dir, metrics=metrics)
+        for cb in callbacks:
+            if hasattr(cb, "on_end"):
+                cb.on_end(result)
+        return result
 
 
 def _genotype_payload(genotype):
@@ -275,7 +285,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def search(config: dict | str | Path | None = None, *, out: str | Path | None = None,
            resume: str | Path | None = None, progress: bool = True, stop_after: int | None = None,
-           label: str | None = None) -> SearchResult:
+           label: str | None = None, callbacks=()) -> SearchResult:
     """Run a search and return its result.
 
     ``config``: a preset name, a YAML file, a (partial) config dict, or None for the ``quick``
@@ -283,7 +293,8 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     ``runs/<timestamp>-<preset>``). ``resume``: continue the run in that directory from its last
     checkpoint (its own config is used). ``stop_after``: stop once that many epochs are done,
     leaving a resumable run (used to interrupt on purpose). ``label`` names the default run
-    directory (the preset's name when ``config`` is one).
+    directory (the preset's name when ``config`` is one). ``callbacks``: objects with optional
+    ``on_epoch(record, run_dir)`` / ``on_end(result)`` methods.
     """
     if resume is not None:
         if config is not None or out is not None:
@@ -292,7 +303,7 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
         searcher = Searcher(cfg, run_dir, progress)
         searcher.load_state_dict(state)
         _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
-        return searcher.run(stop_after)
+        return searcher.run(stop_after, callbacks)
 
     cfg = resolve_search_config(config)
     if label is None:
@@ -304,7 +315,7 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     except BaseException:
         _remove_failed_run(run_dir, created)
         raise
-    return searcher.run(stop_after)
+    return searcher.run(stop_after, callbacks)
 
 
 def resolve_search_config(config) -> dict:
