@@ -173,21 +173,8 @@ class Searcher:
         arch_iter = _cycle(self.arch_batches, epoch)
         bar = _progress(len(self.train_batches), f"epoch {epoch + 1}/{cfg['epochs']}", self.progress)
         for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
-            if update_arch:
-                xv, yv = next(arch_iter)
-                self.a_opt.zero_grad(set_to_none=True)
-                with amp:
-                    self.estimator.step(model, (x, y), (xv, yv), ctx)
-                self.a_opt.step()
-            self.w_opt.zero_grad(set_to_none=True)
-            with amp:
-                logits = model(x).float()
-                loss = F.cross_entropy(logits, y)
-            # Gradients for the weights only; alpha keeps the architecture step's gradient out.
-            torch.autograd.backward(loss, inputs=weights)
-            if cfg["weights"]["grad_clip"]:
-                nn.utils.clip_grad_norm_(weights, cfg["weights"]["grad_clip"])
-            self.w_opt.step()
+            val_batch = next(arch_iter) if update_arch else None
+            loss, logits = self.search_step((x, y), val_batch, ctx, weights, amp)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -200,6 +187,27 @@ class Searcher:
         self.scheduler.step()
         return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": 100.0 * correct.item() / max(seen, 1),
                 "lr": lr}
+
+    def search_step(self, train_batch, val_batch, ctx: StepContext, weights, amp):
+        """One bilevel step: an architecture step on ``val_batch`` (None: alpha stays frozen),
+        then a weight step on ``train_batch``. Returns the weight step's loss and logits."""
+        model = self.model
+        if val_batch is not None:
+            self.a_opt.zero_grad(set_to_none=True)
+            with amp:
+                self.estimator.step(model, train_batch, val_batch, ctx)
+            self.a_opt.step()
+        x, y = train_batch
+        self.w_opt.zero_grad(set_to_none=True)
+        with amp:
+            logits = model(x).float()
+            loss = F.cross_entropy(logits, y)
+        # Gradients for the weights only; alpha keeps the architecture step's gradient out.
+        torch.autograd.backward(loss, inputs=weights)
+        if self.cfg["weights"]["grad_clip"]:
+            nn.utils.clip_grad_norm_(weights, self.cfg["weights"]["grad_clip"])
+        self.w_opt.step()
+        return loss, logits
 
     @torch.no_grad()
     def validate(self) -> dict:
