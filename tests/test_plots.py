@@ -34,11 +34,18 @@ def _alpha(rng, epoch, edges, ops, favourite):
     return [[round(float(v), 6) for v in row] for row in _softmax(logits)]
 
 
-def make_darts_run(path: Path, epochs: int, planned: int | None = None, finished: bool = True) -> Path:
+SMALL_GENOTYPE = Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 1), ("skip_connect", 2)],
+                          normal_concat=[2, 3],
+                          reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0)],
+                          reduce_concat=[2, 3])
+
+
+def make_darts_run(path: Path, epochs: int, planned: int | None = None, finished: bool = True, nodes: int = 4) -> Path:
+    """A DARTS run; ``nodes=2`` (5 edges per cell) keeps the pictures cheap to draw."""
     rng = np.random.default_rng(0)
     ops = list(NOISYDARTS_OPS)
     path.mkdir(parents=True)
-    cfg = {"epochs": planned or epochs, "seed": 0, "space": {"name": "darts", "nodes": 4, "ops": ops},
+    cfg = {"epochs": planned or epochs, "seed": 0, "space": {"name": "darts", "nodes": nodes, "ops": ops},
            "noise": {"enabled": True, "lambda": 0.2}}
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
     genotype = Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("sep_conv_5x5", 1), ("dil_conv_3x3", 2),
@@ -46,12 +53,13 @@ def make_darts_run(path: Path, epochs: int, planned: int | None = None, finished
                         normal_concat=[2, 3, 4, 5],
                         reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
                                 ("dil_conv_5x5", 3), ("skip_connect", 2), ("avg_pool_3x3", 0), ("sep_conv_5x5", 4)],
-                        reduce_concat=[2, 3, 4, 5])
+                        reduce_concat=[2, 3, 4, 5]) if nodes == 4 else SMALL_GENOTYPE
+    edges = nodes * (nodes + 3) // 2
     lines = []
     for e in range(1, epochs + 1):
         lines.append({"epoch": e, "train_loss": 2.3 - 0.1 * e, "train_acc": 10.0 + 3 * e, "lr": 0.025, "val_loss": 2.3,
                       "val_acc": 11.0 + 2 * e, "epoch_time": 1.5,
-                      "alpha": {"normal": _alpha(rng, e, 14, 7, 2), "reduce": _alpha(rng, e, 14, 7, 0)},
+                      "alpha": {"normal": _alpha(rng, e, edges, 7, 2), "reduce": _alpha(rng, e, edges, 7, 0)},
                       "genotype": str(genotype), "skip_normal": 2, "skip_reduce": 2})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     if finished:
@@ -99,8 +107,8 @@ def _check_svg(path: Path):
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     return {"darts": make_darts_run(base / "darts", 6),
-            "darts_interrupted": make_darts_run(base / "darts_int", 3, planned=50, finished=False),
-            "darts_one": make_darts_run(base / "darts_one", 1),
+            "darts_interrupted": make_darts_run(base / "darts_int", 3, planned=50, finished=False, nodes=2),
+            "darts_one": make_darts_run(base / "darts_one", 1, nodes=2),
             "nb201": make_nb201_run(base / "nb201", 5),
             "nb201_one": make_nb201_run(base / "nb201_one", 1, finished=False)}
 
