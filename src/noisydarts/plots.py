@@ -185,6 +185,8 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
     for e, ax in enumerate(axes.flat):
         if e >= n_edges:
             ax.set_visible(False)
+            axes.flat[e - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above ends its column
+            axes.flat[e - cols].set_xlabel("epoch", fontsize=9)
             continue
         for k, op in enumerate(ops):
             ax.plot(epochs, alpha[:, e, k], color=op_color(op), lw=1.6, marker=marker, ms=3)
@@ -196,6 +198,8 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
         ax.set_xlabel("epoch", fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel("weight", fontsize=9)
+    if len(epochs) == 1:
+        axes[0, 0].set_xlim(epochs[0] - 1, epochs[0] + 1)
     _integer_epochs(axes[0, 0], epochs)
     fig.suptitle(f"Architecture weights per edge, {kind} cell \u2014 {data.title}", fontsize=11)
     _op_legend(fig, ops)
