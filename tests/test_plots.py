@@ -253,3 +253,36 @@ def test_plot_callback_warns_instead_of_failing(tmp_path):
 
     with pytest.warns(UserWarning, match="plots"):
         PlotCallback().on_end(SearchResult(genotype=None, run_dir=tmp_path))
+
+
+def test_tensorboard_callback_logs_the_epoch_scalars(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from noisydarts.callbacks import TensorBoardCallback
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            written.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            written.append(("closed",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    cb = TensorBoardCallback()
+    record = {"epoch": 3, "train_loss": 1.5, "val_acc": 40.0, "lr": 0.01, "skip_normal": 2, "cifar10_test": 91.2,
+              "nb201_index": 7, "alpha": {"normal": [[0.5, 0.5]]}, "genotype": "G", "flag": True}
+    cb.on_epoch(record, tmp_path)
+    cb.on_end(None)
+    assert written[0] == ("dir", str(tmp_path / "tensorboard"))
+    assert set(written[1:-1]) == {("loss/train", 1.5, 3), ("accuracy/val", 40.0, 3), ("lr", 0.01, 3),
+                                  ("skip/normal", 2.0, 3), ("nb201/cifar10_test", 91.2, 3)}
+    assert written[-1] == ("closed",)
