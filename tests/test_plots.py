@@ -286,3 +286,27 @@ def test_tensorboard_callback_logs_the_epoch_scalars(monkeypatch, tmp_path):
     assert set(written[1:-1]) == {("loss/train", 1.5, 3), ("accuracy/val", 40.0, 3), ("lr", 0.01, 3),
                                   ("skip/normal", 2.0, 3), ("nb201/cifar10_test", 91.2, 3)}
     assert written[-1] == ("closed",)
+
+
+def test_search_adds_the_config_callbacks(monkeypatch, tmp_path):
+    import importlib
+
+    from noisydarts.callbacks import PlotCallback
+
+    search_mod = importlib.import_module("noisydarts.search")  # the package exports the function as .search
+
+    seen = {}
+
+    class FakeSearcher:
+        def __init__(self, cfg, run_dir, progress):
+            pass
+
+        def run(self, stop_after, callbacks):
+            seen["callbacks"] = callbacks
+
+    monkeypatch.setattr(search_mod, "Searcher", FakeSearcher)
+    mine = object()
+    search_mod.search({"epochs": 1}, out=tmp_path / "a", callbacks=[mine])
+    assert [type(c) for c in seen["callbacks"][:-1]] == [PlotCallback] and seen["callbacks"][-1] is mine
+    search_mod.search({"epochs": 1, "plots": False}, out=tmp_path / "b", callbacks=[mine])
+    assert list(seen["callbacks"]) == [mine]
