@@ -138,7 +138,12 @@ def test_alpha_grid_has_one_panel_per_edge(runs):
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == 14
     # every panel draws each op with its fixed colour, in space.ops order
-    assert [line.get_color() for line in panels[0].lines] == [OP_COLORS[op] for op in NOISYDARTS_OPS]
+    ops = list(NOISYDARTS_OPS)
+    assert [line.get_color() for line in panels[0].lines[:len(ops)]] == [OP_COLORS[op] for op in ops]
+    assert panels[0].lines[len(ops)].get_ydata()[0] == pytest.approx(1 / len(ops))  # uniform reference
+    # the plotted values are the metrics' weights of that edge and op
+    record = json.loads((runs["darts"] / "metrics.jsonl").read_text().splitlines()[-1])
+    assert panels[3].lines[ops.index("skip_connect")].get_ydata()[-1] == record["alpha"]["normal"][3][2]
     assert panels[0].get_title() == "edge 0 \u2190 c\u2096\u208b\u2082"
     nb = alpha_figure(load_run_data(runs["nb201"]), "cell")
     assert len([ax for ax in nb.axes if ax.get_visible()]) == 6

@@ -73,6 +73,8 @@ def _cmd_search(args) -> int:
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
     print(f"genotype: {result.genotype}")
     print(f"run directory: {result.run_dir}")
+    if (result.run_dir / "report.html").is_file():
+        print(f"report: {result.run_dir / 'report.html'}")
     return 0
 
 

@@ -181,7 +181,11 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     labels = edge_labels(data, kind, n_edges)
     marker = "o" if len(epochs) <= 12 else None
-    top = max(float(alpha.max()) * 1.08, 1e-3)
+    # Zoom on the weights' range (shared by all panels): early in a search they all sit near
+    # 1/K and would be one flat line on a 0..1 axis. The dotted line marks that uniform 1/K.
+    low, high = float(alpha.min()), float(alpha.max())
+    pad = max(0.08 * (high - low), 2e-4)
+    uniform = 1.0 / len(ops)
     for e, ax in enumerate(axes.flat):
         if e >= n_edges:
             ax.set_visible(False)
@@ -190,8 +194,9 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
             continue
         for k, op in enumerate(ops):
             ax.plot(epochs, alpha[:, e, k], color=op_color(op), lw=1.6, marker=marker, ms=3)
+        ax.axhline(uniform, color="black", lw=0.8, ls=":", zorder=0)
         ax.set_title(f"edge {labels[e]}", fontsize=9)
-        ax.set_ylim(0, top)
+        ax.set_ylim(max(low - pad, 0.0), high + pad)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
@@ -201,7 +206,8 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
     if len(epochs) == 1:
         axes[0, 0].set_xlim(epochs[0] - 1, epochs[0] + 1)
     _integer_epochs(axes[0, 0], epochs)
-    fig.suptitle(f"Architecture weights per edge, {kind} cell \u2014 {data.title}", fontsize=11)
+    fig.suptitle(f"Architecture weights per edge, {kind} cell (dotted: uniform 1/{len(ops)}) \u2014 {data.title}",
+                 fontsize=11)
     _op_legend(fig, ops)
     # Fixed margins in inches rather than tight_layout: that would draw the 15-panel figure once more.
     height, width = fig.get_figheight(), fig.get_figwidth()
