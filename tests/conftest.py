@@ -19,6 +19,7 @@ TINY_SEARCH = {
     "space": {"name": "darts", "channels": 4, "layers": 3, "nodes": 2},
     "weights": {"lr": 0.05},
     "arch": {"lr": 3.0e-3},
+    "plots": False,  # tests of the plots switch them on themselves (tests/test_plots.py)
 }
 
 

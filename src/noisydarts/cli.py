@@ -38,6 +38,9 @@ def _add_search(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>-<preset>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--no-plots", action="store_true", help="no plots/ and report at the end (config key plots)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="log per-epoch scalars to RUN_DIR/tensorboard (config key tensorboard; needs tensorboard)")
     _common(p)
     p.set_defaults(func=_cmd_search)
 
@@ -48,6 +51,10 @@ def search_config(args) -> dict:
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.name={args.data}")
+    if getattr(args, "no_plots", False):
+        overrides.append("plots=false")
+    if getattr(args, "tensorboard", False):
+        overrides.append("tensorboard=true")
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
     return config.resolve(preset, args.config, overrides)
 
@@ -56,8 +63,9 @@ def _cmd_search(args) -> int:
     from .search import search
 
     if args.resume:
-        if args.preset or args.config or args.overrides or args.data or args.out:
-            raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--data/--out")
+        if args.preset or args.config or args.overrides or args.data or args.out or args.no_plots or args.tensorboard:
+            raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--data/--out"
+                            "/--no-plots/--tensorboard")
         result = search(resume=args.resume, progress=not args.no_progress)
     else:
         cfg = search_config(args)
@@ -65,6 +73,8 @@ def _cmd_search(args) -> int:
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
     print(f"genotype: {result.genotype}")
     print(f"run directory: {result.run_dir}")
+    if (result.run_dir / "report.html").is_file():
+        print(f"report: {result.run_dir / 'report.html'}")
     return 0
 
 
@@ -86,9 +96,46 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+# --- plot and report ----------------------------------------------------------------------------
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="draw the plots of a search run",
+                       description="Draw alpha evolution, dominant ops, derived cells (and NB201 accuracy) "
+                                   "as PNG and SVG into RUN_DIR/plots/.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a search run directory (finished or interrupted)")
+    _common(p)
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args) -> int:
+    from .plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="write report.md and report.html for one or more runs",
+                       description="Write report.md and a self-contained report.html (config, genotype, plots, "
+                                   "metrics); several runs are compared side by side.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="search run directories")
+    p.add_argument("--out", metavar="DIR", help="where to write the report (default: the first RUN_DIR)")
+    _common(p)
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    for path in write_report(args.run_dirs, out=args.out):
+        print(path)
+    return 0
+
+
 # --- main ---------------------------------------------------------------------------------------
 
-COMMANDS = [_add_search, _add_presets]
+COMMANDS = [_add_search, _add_presets, _add_plot, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

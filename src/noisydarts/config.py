@@ -55,6 +55,8 @@ DEFAULTS: dict = {
     "weights": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
     "arch": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
     "estimator": {"name": "first_order"},
+    "plots": True,                   # plots/ and report.{md,html} at the end of a search
+    "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
 }
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 import yaml
 
 from . import config as config_lib
+from .callbacks import default_callbacks
 from .data import BatchIterator, load_dataset, split_indices
 from .errors import UserError
 from .estimators import StepContext, build_estimator
@@ -308,12 +309,14 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
         if config is not None or out is not None:
             raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--out")
         run_dir, cfg, state = load_run(resume)
+        callbacks = (*default_callbacks(cfg), *callbacks)
         searcher = Searcher(cfg, run_dir, progress)
         searcher.load_state_dict(state)
         _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
         return searcher.run(stop_after, callbacks)
 
     cfg = resolve_search_config(config)
+    callbacks = (*default_callbacks(cfg), *callbacks)
     if label is None:
         label = str(config) if isinstance(config, str) and config in config_lib.preset_names() else "search"
     run_dir, created = new_run_dir(out, "quick" if config is None else label)
