@@ -36,7 +36,7 @@ def test_known_param_counts_exact():
 
 def test_multadds_close_to_published():
     """conv + linear counting comes out 0-4 % below the releases' mult-adds."""
-    for name in ("noisydarts_a", "noisydarts_d", "pc_darts"):
+    for name in ("noisydarts_a", "pc_darts"):
         pub = zoo.published(name)["cifar10_multadds_m"]
         ours = info(zoo.get(name))["multadds_m"]
         assert 0.955 * pub <= ours <= pub, (name, ours, pub)

@@ -63,6 +63,8 @@ def load_arch(source):
         from .nb201 import NB201Arch
 
         return NB201Arch.parse(text)
+    if text.startswith("Genotype"):
+        return Genotype.parse(text)  # not a path (a long text would overflow a file name)
     try:
         return load_genotype(source)
     except UserError as e:
