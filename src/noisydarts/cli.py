@@ -140,11 +140,12 @@ COMMANDS = [_add_search, _add_presets, _add_plot, _add_report]
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .cli_train import COMMANDS as TRAIN_COMMANDS  # info, zoo, train, evaluate, export
 
     parser = _Parser(prog="noisydarts", description="Differentiable architecture search that does not collapse into skip connections.")
     parser.add_argument("--version", action="version", version=f"noisydarts {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
-    for add in COMMANDS:
+    for add in COMMANDS + [c for c in TRAIN_COMMANDS if c not in COMMANDS]:
         add(sub)
     return parser
 
