@@ -115,3 +115,12 @@ def test_nb201_presets_resolve():
     assert (darts["noise"]["enabled"], noisy["noise"]["enabled"], noisy["noise"]["lambda"]) == (False, True, 0.2)
     assert darts["weights"]["weight_decay"] == 5e-4 and darts["epochs"] == 50 and darts["batch_size"] == 64
     assert config.resolve("nb201-quick")["space"]["name"] == "nb201"
+
+
+def test_progress_line_shows_benchmark_accuracies():
+    from noisydarts.search import _summary_line
+
+    record = {"epoch": 3, "train_loss": 1.0, "train_acc": 60.0, "val_loss": 1.1, "val_acc": 55.0, "epoch_time": 2.0,
+              "genotype": ALL_SKIP, "skip_count": 6, "cifar10_test": 54.2967, "cifar100_test": 15.6, "imagenet16_test": 16.3}
+    line = _summary_line(record)
+    assert "skip_count=6" in line and "C10 54.30" in line and "C100 15.60" in line and "IN16 16.30" in line
