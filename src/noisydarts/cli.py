@@ -12,7 +12,7 @@ import sys
 
 from .errors import UserError
 
-DEFAULT_PRESET = "quick"
+DEFAULT_PRESET = "nb201-quick"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,9 +72,43 @@ def _cmd_search(args) -> int:
         label = args.preset or (DEFAULT_PRESET if not args.config else "search")
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
     print(f"genotype: {result.genotype}")
+    _print_benchmark(result.genotype)
     print(f"run directory: {result.run_dir}")
     if (result.run_dir / "report.html").is_file():
         print(f"report: {result.run_dir / 'report.html'}")
+    return 0
+
+
+def _print_benchmark(genotype) -> None:
+    """A cell of a space with a ground-truth table (NAS-Bench-201) ends with its accuracies."""
+    from . import nb201
+
+    if isinstance(genotype, nb201.NB201Arch):
+        print(nb201.format_result(nb201.lookup(genotype)))
+
+
+# --- nb201 --------------------------------------------------------------------------------------
+
+def _add_nb201(sub) -> None:
+    p = sub.add_parser("nb201", help="NAS-Bench-201 ground truth", description="NAS-Bench-201 ground truth.")
+    nb_sub = p.add_subparsers(dest="nb201_command", required=True, parser_class=_Parser, metavar="COMMAND")
+    q = nb_sub.add_parser("lookup", help="benchmark accuracies of a cell",
+                          description="Print the NAS-Bench-201 index, test accuracies, params and FLOPs of a cell.")
+    q.add_argument("arch", metavar="ARCH", help="a cell string, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                   "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'")
+    q.add_argument("--json", action="store_true", help="print a JSON object instead")
+    _common(q)
+    q.set_defaults(func=_cmd_nb201_lookup)
+    _common(p)
+
+
+def _cmd_nb201_lookup(args) -> int:
+    import json
+
+    from . import nb201
+
+    result = nb201.lookup(args.arch)
+    print(json.dumps(result.to_dict()) if args.json else nb201.format_result(result))
     return 0
 
 
@@ -135,7 +169,7 @@ def _cmd_report(args) -> int:
 
 # --- main ---------------------------------------------------------------------------------------
 
-COMMANDS = [_add_search, _add_presets, _add_plot, _add_report]
+COMMANDS = [_add_search, _add_presets, _add_nb201, _add_plot, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,3 +137,27 @@ def load_genotype(source: str | Path) -> Genotype:
             raise UserError(f"malformed genotype file {source}: {e.msg} at line {e.lineno}") from e
         return Genotype.from_dict(data.get("genotype", data) if isinstance(data, dict) else data)
     return Genotype.parse(text)
+
+
+def load_any_genotype(source: str | Path):
+    """Like :func:`load_genotype`, but also recognises NAS-Bench-201 cells: an arch string
+    ``|op~0|+...``, or a genotype.json / run directory of an ``nb201`` search. Returns a
+    :class:`Genotype` or a :class:`noisydarts.nb201.NB201Arch`."""
+    from .nb201 import NB201Arch
+
+    text = str(source).strip()
+    if text.startswith("|"):
+        return NB201Arch.parse(text)
+    path = Path(source)
+    if path.is_dir():
+        path = path / "genotype.json"
+    if path.is_file() and path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"malformed genotype file {path}: {e.msg} at line {e.lineno}") from e
+        if isinstance(data, dict) and data.get("space") == "nb201":
+            return NB201Arch.parse(str(data.get("genotype", "")))
+    elif path.is_file() and path.read_text().strip().startswith("|"):
+        return NB201Arch.parse(path.read_text())
+    return load_genotype(source)

@@ -39,6 +39,7 @@ from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_di
 from .spaces import build_supernet
 
 CHECKPOINT = "checkpoint.pt"
+DEFAULT_PRESET = "nb201-quick"  # what `search()` and `noisydarts search` run with no config
 
 
 @dataclass
@@ -268,7 +269,12 @@ def _genotype_payload(genotype):
 
 
 def _summary_line(r: dict) -> str:
-    extra = "".join(f" {k}={r[k]}" for k in ("skip_normal", "skip_reduce") if k in r)
+    extra = "".join(f" {k}={r[k]}" for k in ("skip_normal", "skip_reduce", "skip_count") if k in r)
+    # Spaces with a ground-truth table (NAS-Bench-201) log the derived cell's test accuracies.
+    bench = [f"{name} {r[k]:.2f}" for k, name in (("cifar10_test", "C10"), ("cifar100_test", "C100"),
+                                                  ("imagenet16_test", "IN16")) if k in r]
+    if bench:
+        extra += " | NB201 test " + " ".join(bench)
     return (f"epoch {r['epoch']}: train loss {r['train_loss']:.3f} acc {r['train_acc']:.1f} | "
             f"val loss {r['val_loss']:.3f} acc {r['val_acc']:.1f} | {r['epoch_time']:.1f}s{extra}\n  {r['genotype']}")
 
@@ -297,8 +303,8 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
            label: str | None = None, callbacks=()) -> SearchResult:
     """Run a search and return its result.
 
-    ``config``: a preset name, a YAML file, a (partial) config dict, or None for the ``quick``
-    preset; partial dicts are resolved over the defaults. ``out``: the run directory (default
+    ``config``: a preset name, a YAML file, a (partial) config dict, or None for the
+    ``nb201-quick`` preset; partial dicts are resolved over the defaults. ``out``: the run directory (default
     ``runs/<timestamp>-<preset>``). ``resume``: continue the run in that directory from its last
     checkpoint (its own config is used). ``stop_after``: stop once that many epochs are done,
     leaving a resumable run (used to interrupt on purpose). ``label`` names the default run
@@ -319,7 +325,7 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     callbacks = (*default_callbacks(cfg), *callbacks)
     if label is None:
         label = str(config) if isinstance(config, str) and config in config_lib.preset_names() else "search"
-    run_dir, created = new_run_dir(out, "quick" if config is None else label)
+    run_dir, created = new_run_dir(out, DEFAULT_PRESET if config is None else label)
     try:
         atomic_write_text(run_dir / "config.yaml", config_lib.dump(cfg))
         searcher = Searcher(cfg, run_dir, progress)
@@ -331,7 +337,7 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
 
 def resolve_search_config(config) -> dict:
     if config is None:
-        return config_lib.resolve("quick")
+        return config_lib.resolve(DEFAULT_PRESET)
     if isinstance(config, dict):
         return config_lib.resolve(config_file=config)
     if isinstance(config, (str, Path)) and str(config) in config_lib.preset_names():

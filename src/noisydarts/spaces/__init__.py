@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import darts
+from . import darts, nb201
 
-SPACES: dict[str, ModuleType] = {"darts": darts}
+SPACES: dict[str, ModuleType] = {"darts": darts, "nb201": nb201}
 
 
 def build_supernet(cfg: dict, num_classes: int, in_channels: int = 3):
