@@ -10,8 +10,8 @@ import pytest
 
 from noisydarts.cli import main
 
-TINY = ["--set", "epochs=1", "--set", "data.limit=48", "--set", "data.resolution=16", "--set", "space.channels=4",
-        "--set", "space.layers=3", "--set", "space.nodes=2", "--set", "batch_size=16", "--no-progress"]
+TINY = ["--preset", "quick", "--set", "epochs=1", "--set", "data.limit=48", "--set", "data.resolution=16", "--set", "space.channels=4",
+        "--set", "space.layers=3", "--set", "space.nodes=2", "--set", "batch_size=16", "--no-progress", "--no-plots"]
 
 
 def run_cli(args, capsys):
@@ -28,7 +28,7 @@ def finished_run(tmp_path_factory):
 
 
 def _snapshot(path: Path) -> dict:
-    return {p.name: p.read_bytes() for p in path.iterdir()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
 
 def test_presets_lists_one_line_each(capsys):
@@ -41,7 +41,7 @@ def test_presets_lists_one_line_each(capsys):
 @pytest.mark.parametrize("args, words", [
     (["search", "--preset", "nope"], "unknown preset 'nope'"),
     (["search", "--set", "noise.lamda=0.1"], "unknown config key 'noise.lamda'"),
-    (["search", "--set", "space.ops=[skip_connect,conv_9x9]"], "unknown operation 'conv_9x9'"),
+    (["search", "--preset", "quick", "--set", "space.ops=[skip_connect,conv_9x9]"], "unknown operation 'conv_9x9'"),
     (["search", "--set", "noise.lambda=-0.1"], "noise.lambda must be >= 0"),
     (["search", "--set", "batch_size=0"], "batch_size must be positive"),
     (["search", "--set", "epochs=0"], "epochs must be at least 1"),
