@@ -12,7 +12,7 @@ import sys
 
 from .errors import UserError
 
-DEFAULT_PRESET = "nb201-quick"
+from .config import DEFAULT_PRESET  # noqa: E402  (no torch import: --help stays fast)
 
 
 class _Parser(argparse.ArgumentParser):

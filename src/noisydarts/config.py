@@ -19,6 +19,9 @@ import yaml
 
 from .errors import UserError
 
+#: What `noisydarts search` and `noisydarts.search()` run when given no configuration.
+DEFAULT_PRESET = "nb201-quick"
+
 DEFAULTS: dict = {
     "description": "",
     "seed": 0,

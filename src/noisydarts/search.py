@@ -39,7 +39,7 @@ from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_di
 from .spaces import build_supernet
 
 CHECKPOINT = "checkpoint.pt"
-DEFAULT_PRESET = "nb201-quick"  # what `search()` and `noisydarts search` run with no config
+DEFAULT_PRESET = config_lib.DEFAULT_PRESET
 
 
 @dataclass
