@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import darts
+from . import amended, darts
 
-SPACES: dict[str, ModuleType] = {"darts": darts}
+SPACES: dict[str, ModuleType] = {"darts": darts, "amended": amended}
 
 
 def build_supernet(cfg: dict, num_classes: int, in_channels: int = 3):
