@@ -118,7 +118,7 @@ def loss_fn_call(model, loss_fn, batch, params):
 def blocks(f, w, a):
     """Hessian blocks (H_ww, H_aw) of f at (w, a), from one explicit Hessian."""
     nw = w.numel()
-    H = torch.autograd.functional.hessian(lambda z: f(z[:nw], z[nw:]), torch.cat([w, a]))
+    H = torch.autograd.functional.hessian(lambda z: f(z[:nw], z[nw:]), torch.cat([w, a]), vectorize=True)
     return H[:nw, :nw], H[nw:, :nw]
 
 
