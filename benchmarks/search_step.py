@@ -29,7 +29,7 @@ def run_one(args) -> dict:
     from noisydarts import config
     from noisydarts.estimators import StepContext
     from noisydarts.ops import DepthwiseConv2d
-    from noisydarts.search import Searcher, autocast
+    from noisydarts.search import Searcher, autocast, cross_entropy
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     cfg = config.resolve(config_file={
@@ -56,7 +56,7 @@ def run_one(args) -> dict:
     s.model.train()
     train = next(iter(s.train_batches.epoch(0)))
     val = next(iter(s.arch_batches.epoch(0)))
-    ctx = StepContext(loss_fn=lambda m, x, y: torch.nn.functional.cross_entropy(m(x).float(), y),
+    ctx = StepContext(loss_fn=cross_entropy,
                       weight_optimizer=s.w_opt, weight_lr=cfg["weights"]["lr"])
     weights = s.model.weight_parameters()
     amp = autocast(cfg, s.device)

@@ -47,6 +47,7 @@ def test_presets_lists_one_line_each(capsys):
     (["search", "--set", "epochs=0"], "epochs must be at least 1"),
     (["search", "--set", "train_portion=1.0"], "train_portion must be in (0, 1)"),
     (["search", "--set", "epochs=ten"], "epochs must be int"),
+    (["search", "--set", "noise.lambda=big"], "noise.lambda must be float"),
     (["search", "--set", "epochs"], "is not KEY=VALUE"),
     (["search", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
     (["search", "--data", "/nonexistent/dir"], "/nonexistent/dir"),

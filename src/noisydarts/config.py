@@ -168,6 +168,11 @@ def _coerce(path: str, default, value, origin: str):
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool):
         raise UserError(f"{origin}: {path} must be {kind.__name__}, got {value!r}")
     if not isinstance(value, kind):

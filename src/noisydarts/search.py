@@ -92,7 +92,8 @@ def autocast(cfg: dict, device: torch.device):
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x).float(), y)
+    """The search loss (the supernet's ``training_loss``: cross entropy, plus an auxiliary head's)."""
+    return model.training_loss(x, y)[0]
 
 
 # --- the searcher -----------------------------------------------------------------------------
@@ -202,8 +203,7 @@ class Searcher:
         x, y = train_batch
         self.w_opt.zero_grad(set_to_none=True)
         with amp:
-            logits = model(x).float()
-            loss = F.cross_entropy(logits, y)
+            loss, logits = model.training_loss(x, y)
         # Gradients for the weights only; alpha keeps the architecture step's gradient out.
         torch.autograd.backward(loss, inputs=weights)
         if self.cfg["weights"]["grad_clip"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 ARCH_PREFIX = "arch."
 
@@ -46,6 +47,12 @@ class Supernet(nn.Module):
             return {kind: self.weighting(kind).detach().float().cpu() for kind in self.kinds}
         finally:
             self.weighting.train(training)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, logits)`` of a search step; the weight step and every architecture-gradient
+        estimator use it, so extra loss terms (an auxiliary head) live here, not in the loop."""
+        logits = self(x).float()
+        return F.cross_entropy(logits, y), logits
 
     # Each space implements these:
     def genotype(self):

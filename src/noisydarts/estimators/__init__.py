@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import first_order
+from . import amended, first_order, second_order
 from .base import Estimator, StepContext
 
-ESTIMATORS: dict[str, ModuleType] = {"first_order": first_order}
+ESTIMATORS: dict[str, ModuleType] = {"first_order": first_order, "second_order": second_order, "amended": amended}
 
 
 def build_estimator(cfg: dict) -> Estimator:

@@ -27,3 +27,48 @@ class Estimator:
 def set_grads(params, grads) -> None:
     for p, g in zip(params, grads):
         p.grad = None if g is None else g.detach()
+
+
+# --- helpers for estimators that evaluate a loss more than once -------------------------------
+
+class _LossOf(nn.Module):
+    """``loss_fn(model, x, y)`` as a module, so :func:`torch.func.functional_call` can run the
+    loss at other weights (``model.`` + parameter name) without copying or restoring the model."""
+
+    def __init__(self, model: nn.Module, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, x, y):
+        return self.loss_fn(self.model, x, y)
+
+
+def named_weights(model) -> list[tuple[str, torch.Tensor]]:
+    """``(name, parameter)`` for ``model.weight_parameters()``, in that order."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [(names[id(p)], p) for p in model.weight_parameters()]
+
+
+def loss_at(model, loss_fn, batch, weights: dict[str, torch.Tensor] | None = None, seed: int | None = None):
+    """The loss on ``batch`` with the weights named in ``weights`` replaced (functionally; the
+    model's own tensors are untouched). With ``seed``, every random draw inside the forward
+    (NoisyDARTS noise, dropout) comes from a generator seeded with it, so two calls with the
+    same seed see the same noise sample; the global RNG stream is left as it was."""
+    x, y = batch
+    run = (lambda: torch.func.functional_call(_LossOf(model, loss_fn), {f"model.{n}": t for n, t in weights.items()}, (x, y))
+           ) if weights else (lambda: loss_fn(model, x, y))
+    if seed is None:
+        return run()
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return run()
+
+
+def draw_seed() -> int:
+    """A seed drawn from the global generator (so a search stays reproducible from its seed)."""
+    return int(torch.randint(0, 2**62, ()).item())
+
+
+def zeros_for_none(grads, params) -> list[torch.Tensor]:
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import darts, nb201
+from . import amended, darts, nb201
 
-SPACES: dict[str, ModuleType] = {"darts": darts, "nb201": nb201}
+SPACES: dict[str, ModuleType] = {"darts": darts, "nb201": nb201, "amended": amended}
 
 
 def build_supernet(cfg: dict, num_classes: int, in_channels: int = 3):

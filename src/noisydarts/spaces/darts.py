@@ -7,6 +7,12 @@ intermediate nodes, a mixed edge from every earlier node to every intermediate n
 4 nodes), and outputs the concatenation of its intermediate nodes. One architecture matrix
 ``alpha_normal`` is shared by all normal cells and one ``alpha_reduce`` by all reduction cells.
 
+``space.edges: fixed`` is the edge-fixed space S1 of Amended-DARTS (Sec. 4.1.2): node ``i``
+takes its inputs from node ``i - 1`` and from c_{k-2} only (8 edges for 4 nodes), so only the
+ops are searched and derivation keeps both edges. ``space.dropout`` (before the classifier) and
+``space.aux_weight`` (an auxiliary head after the second reduction cell, weighted in the loss)
+bring the evaluation network's regularizers into search (Amended-DARTS' consistency options).
+
 Derivation (:func:`derive`) keeps, per node, the two incoming edges whose best non-``none`` op
 weight is largest, and on each edge that op.
 """
@@ -15,9 +21,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import UserError
 from ..genotype import Genotype
+from ..heads import AuxiliaryHead
 from ..mixed import WEIGHTINGS, MixedEdge
 from ..noise import SkipNoise
 from ..ops import DARTS_OPS, NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN
@@ -29,12 +37,23 @@ DEFAULTS = {
     "nodes": 4,
     "stem_multiplier": 3,
     "ops": list(NOISYDARTS_OPS),
+    "edges": "dense",      # dense (every earlier node) | fixed (Amended-DARTS S1: node i-1 and c_{k-2})
+    "dropout": 0.0,        # dropout before the classifier during search
+    "aux_weight": 0.0,     # weight of an auxiliary head's loss (0 = no head; 0.4 in DARTS evaluation)
 }
 
 
 def dense_edges(nodes: int) -> list[tuple[int, int]]:
     """``(target, source)`` of every edge, node by node: node ``i + 2`` takes all of 0..i+1."""
     return [(i + 2, j) for i in range(nodes) for j in range(i + 2)]
+
+
+def fixed_edges(nodes: int) -> list[tuple[int, int]]:
+    """Amended-DARTS' edge-fixed cell: node ``t`` takes c_{k-2} (0) and the node before it."""
+    return [(t, s) for t in range(2, nodes + 2) for s in (0, t - 1)]
+
+
+EDGES = {"dense": dense_edges, "fixed": fixed_edges}
 
 
 class SearchCell(nn.Module):
@@ -68,7 +87,7 @@ class DartsSupernet(Supernet):
     def __init__(self, num_classes: int, channels: int = 16, layers: int = 8, nodes: int = 4,
                  stem_multiplier: int = 3, ops=NOISYDARTS_OPS, *, noise: nn.Module | None = None,
                  noise_on_reduction: bool = True, weighting: str = "softmax", partial_channels: int = 1,
-                 edges=None, in_channels: int = 3):
+                 edges=None, in_channels: int = 3, dropout: float = 0.0, aux_weight: float = 0.0):
         super().__init__()
         self.op_names = list(ops)
         self.nodes = nodes
@@ -99,15 +118,38 @@ class DartsSupernet(Supernet):
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, cell.num_nodes * C_curr
+            if aux_weight and i == 2 * layers // 3:
+                C_aux = C_p
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.classifier = nn.Linear(C_p, num_classes)
+        self.aux_weight = aux_weight
+        self.aux_head = AuxiliaryHead(C_aux, num_classes) if aux_weight else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)[0]
+
+    def _forward(self, x: torch.Tensor):
+        """``(logits, aux_logits or None)``; the auxiliary head runs only in training mode."""
         weights = {kind: self.weighting(kind) for kind in self.kinds}
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
-        return self.classifier(self.pool(s1).flatten(1))
+        aux = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self._cell_weights(weights, i, cell))
+            if self.aux_head is not None and self.training and i == 2 * len(self.cells) // 3:
+                aux = self.aux_head(s1)
+        return self.classifier(self.dropout(self.pool(s1).flatten(1))), aux
+
+    def _cell_weights(self, weights: dict, index: int, cell) -> torch.Tensor:
+        return weights["reduce" if cell.reduction else "normal"]
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor):
+        logits, aux = self._forward(x)
+        logits = logits.float()
+        loss = F.cross_entropy(logits, y)
+        if aux is not None:
+            loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y)
+        return loss, logits
 
     def genotype(self) -> Genotype:
         w = self.arch_weights()
@@ -165,7 +207,9 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
     return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
                          space["ops"], noise=SkipNoise.from_config(cfg["noise"]),
                          noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=edge["weighting"],
-                         partial_channels=edge["partial_channels"], in_channels=in_channels)
+                         partial_channels=edge["partial_channels"], in_channels=in_channels,
+                         edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
+                         aux_weight=space["aux_weight"])
 
 
 def validate(cfg: dict) -> None:
@@ -179,6 +223,10 @@ def validate(cfg: dict) -> None:
         raise UserError("space.ops needs at least one operation besides 'none'")
     if len(set(space["ops"])) != len(space["ops"]):
         raise UserError("space.ops lists an operation twice")
+    if space["edges"] not in EDGES:
+        raise UserError(f"space.edges must be one of {', '.join(EDGES)}, got {space['edges']!r}")
+    if not 0 <= space["dropout"] < 1 or space["aux_weight"] < 0:
+        raise UserError("space.dropout must be in [0, 1) and space.aux_weight >= 0")
     for key in ("channels", "layers", "nodes", "stem_multiplier"):
         if space[key] < 1:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")
