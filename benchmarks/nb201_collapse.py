@@ -51,15 +51,18 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="where the run directories go (default: a temporary directory)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a contended machine)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                   help="run only these (e.g. one method per process, in parallel on a 2-core machine)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         print(f"{'method':<11} {'seed':>4} {'C10 test':>8} {'skips':>5} {'time s':>7}  arch", flush=True)
-        rows = {m: [] for m in METHODS}
+        rows = {m: [] for m in args.methods}
         for seed in args.seeds:
-            for method, preset in METHODS.items():
+            for method in args.methods:
+                preset = METHODS[method]
                 r = run_one(preset, seed, args.epochs, args.data, args.overrides, out)
                 rows[method].append(r)
                 print(f"{method:<11} {seed:>4} {r['cifar10']:>8.2f} {r['skips']:>5} {r['seconds']:>7.0f}  {r['arch']}",
