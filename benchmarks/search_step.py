@@ -32,7 +32,7 @@ def run_one(args) -> dict:
     from noisydarts.search import Searcher, autocast, cross_entropy
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    cfg = config.resolve(config_file={
+    cfg = config.resolve(overrides=list(args.overrides), config_file={
         "device": args.device, "batch_size": args.batch, "channels_last": not args.baseline_run,
         "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4},
@@ -89,6 +89,9 @@ def main():
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     p.add_argument("--estimator", default="first_order")
     p.add_argument("--baseline", action="store_true", help="also time the unoptimized path")
+    p.add_argument("--noise", choices=["off", "on", "both"], default="both")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config values, e.g. --set estimator.exact=true")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
     args = p.parse_args()
@@ -101,18 +104,18 @@ def main():
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     variants = [False, True] if args.baseline else [False]
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, estimator {args.estimator}, "
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, estimator {args.estimator} {' '.join(args.overrides)}, "
           f"{args.steps} timed steps after {args.warmup} warm-up", flush=True)
     header = f"{'device':<6} {'path':<9} {'batch':>5} {'noise':>5} {'s/step':>8} {'images/s':>9} {'peak MB':>8}"
     print(header)
     print("-" * len(header))
     for device in devices:
         for batch in args.batch_sizes:
-            for noise in (False, True):
+            for noise in {"off": (False,), "on": (True,), "both": (False, True)}[args.noise]:
                 for baseline in variants:
                     one = {"device": device, "batch": batch, "noise": noise, "estimator": args.estimator,
                            "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
-                           "baseline_run": baseline}
+                           "baseline_run": baseline, "overrides": args.overrides}
                     out = subprocess.run([sys.executable, __file__, "--one", json.dumps(one)],
                                          capture_output=True, text=True)
                     if out.returncode:
