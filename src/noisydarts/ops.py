@@ -56,6 +56,18 @@ def build_op(name: str, C: int, stride: int, affine: bool, track_stats: bool = T
     return OPS[name](C, stride, affine, track_stats)
 
 
+def check_op_list(ops, allowed=None, key: str = "space.ops") -> None:
+    """A searchable op list: known names, no repeats, something besides ``none``."""
+    allowed = list(allowed) if allowed is not None else sorted(OPS)
+    unknown = [op for op in ops if op not in allowed]
+    if unknown:
+        raise UserError(f"unknown operation {unknown[0]!r} in {key}: choose from {', '.join(allowed)}")
+    if not [op for op in ops if op != "none"]:
+        raise UserError(f"{key} needs at least one operation besides 'none'")
+    if len(set(ops)) != len(ops):
+        raise UserError(f"{key} lists an operation twice")
+
+
 def batch_norm(C: int, affine: bool, track_stats: bool = True) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(C, affine=affine, track_running_stats=track_stats)
 

@@ -213,16 +213,10 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
 
 
 def validate(cfg: dict) -> None:
-    from ..ops import OPS
+    from ..ops import check_op_list
 
     space = cfg["space"]
-    unknown = [op for op in space["ops"] if op not in OPS]
-    if unknown:
-        raise UserError(f"unknown operation {unknown[0]!r} in space.ops: choose from {', '.join(sorted(OPS))}")
-    if not [op for op in space["ops"] if op != "none"]:
-        raise UserError("space.ops needs at least one operation besides 'none'")
-    if len(set(space["ops"])) != len(space["ops"]):
-        raise UserError("space.ops lists an operation twice")
+    check_op_list(space["ops"])
     if space["edges"] not in EDGES:
         raise UserError(f"space.edges must be one of {', '.join(EDGES)}, got {space['edges']!r}")
     if not 0 <= space["dropout"] < 1 or space["aux_weight"] < 0:

@@ -158,14 +158,10 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> NB201Supernet:
 
 
 def validate(cfg: dict) -> None:
+    from ..ops import check_op_list
+
     space = cfg["space"]
-    unknown = [op for op in space["ops"] if op not in NB201_OPS]
-    if unknown:
-        raise UserError(f"operation {unknown[0]!r} is not in the NB201 space: choose from {', '.join(NB201_OPS)}")
-    if not [op for op in space["ops"] if op != "none"]:
-        raise UserError("space.ops needs at least one operation besides 'none'")
-    if len(set(space["ops"])) != len(space["ops"]):
-        raise UserError("space.ops lists an operation twice")
+    check_op_list(space["ops"], NB201_OPS)
     for key in ("channels", "cells_per_stage"):
         if space[key] < 1:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")
