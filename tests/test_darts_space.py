@@ -148,3 +148,17 @@ def test_dilated_depthwise_by_phase_equals_dilated_conv(k, stride, size):
         gx, gw = torch.autograd.grad(y, (x, conv.weight), g)
         rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
         assert torch.allclose(gx, rx, atol=1e-12) and torch.allclose(gw, rw, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_factorized_reduce_equals_two_offset_stride2_convs(size):
+    """FactorizedReduce subsamples before its 1x1 convs: the same numbers as the DARTS
+    formulation (stride-2 1x1 convs on the input and on the input shifted by one pixel)."""
+    from noisydarts.ops import FactorizedReduce
+
+    fr = FactorizedReduce(4, 6).double().eval()
+    x = torch.randn(2, 4, size, size, dtype=torch.float64)
+    r = torch.relu(x)
+    shifted = torch.nn.functional.pad(r[:, :, 1:, 1:], (0, size % 2, 0, size % 2))
+    ref = fr.bn(torch.cat([fr.conv_1(r), fr.conv_2(shifted)], 1))
+    assert torch.allclose(fr(x), ref, atol=1e-12)

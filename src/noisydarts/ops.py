@@ -163,12 +163,16 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        # The second branch sees the input shifted by one pixel, so together they cover it.
-        # Pad odd sizes so both branches agree (a no-op for the even sizes of CIFAR).
-        shifted = x[:, :, 1:, 1:]
-        if x.shape[2] % 2 or x.shape[3] % 2:
-            shifted = nn.functional.pad(shifted, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        # A 1x1 conv at stride 2 reads every other pixel, so it is run as a 1x1 conv on the
+        # subsampled input: the same numbers, and it avoids oneDNN's strided 1x1 path, which
+        # corrupts memory on channels_last inputs when single-threaded (torch 2.14, CPU).
+        # The second branch sees the input shifted by one pixel, so together they cover it;
+        # odd sizes get a zero row/column, as a zero-padded stride-2 conv would.
+        even, odd = x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]
+        if odd.shape[2:] != even.shape[2:]:
+            odd = nn.functional.pad(odd, (0, even.shape[3] - odd.shape[3], 0, even.shape[2] - odd.shape[2]))
+        return self.bn(torch.cat([nn.functional.conv2d(even, self.conv_1.weight),
+                                  nn.functional.conv2d(odd, self.conv_2.weight)], dim=1))
 
 
 @register_op("none")
