@@ -26,18 +26,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
+def run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
+    """The flags every command that makes a run directory shares (search, train)."""
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (over the preset or defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, e.g. --set epochs=10 (repeatable)")
+    p.add_argument("--out", metavar="DIR", help=f"run directory (default {default_out}); never an existing non-empty one")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+
+
 # --- search -------------------------------------------------------------------------------------
 
 def _add_search(sub) -> None:
     p = sub.add_parser("search", help="run an architecture search", description="Run an architecture search.")
     p.add_argument("--preset", help=f"a named preset (default: {DEFAULT_PRESET}; see `noisydarts presets`)")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (over the preset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config value, e.g. --set noise.lambda=0.1 (repeatable)")
     p.add_argument("--data", metavar="NAME_OR_DIR", help="cifar10-mini (embedded), cifar10, cifar100, or an ImageFolder directory")
-    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>-<preset>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    run_flags(p, "runs/<timestamp>-<preset>")
     p.add_argument("--no-plots", action="store_true", help="no plots/ and report at the end (config key plots)")
     p.add_argument("--tensorboard", action="store_true",
                    help="log per-epoch scalars to RUN_DIR/tensorboard (config key tensorboard; needs tensorboard)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .cli import _common
+from .cli import _common, run_flags
 from .errors import UserError
 
 ARCH_HELP = "a zoo name (see `noisydarts zoo`), an NB201 string, a genotype.json, a search run directory or Genotype(...) text"
@@ -82,12 +82,7 @@ def _add_train(sub) -> None:
     p.add_argument("arch", metavar="GENOTYPE", nargs="?", help=ARCH_HELP)
     p.add_argument("--dataset", choices=["cifar", "imagenet"], help="network family / protocol defaults (default cifar)")
     p.add_argument("--data", metavar="NAME_OR_DIR", help="cifar10 (default), cifar100, cifar10-mini or an ImageFolder directory")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set epochs=10 (repeatable)")
-    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<timestamp>-train)")
-    p.add_argument("--resume", metavar="DIR", help="continue the training run in DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    run_flags(p, "runs/<timestamp>-train")
     _common(p)
     p.set_defaults(func=_cmd_train)
 
