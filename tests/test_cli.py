@@ -109,7 +109,7 @@ def test_resume_on_a_corrupt_checkpoint(finished_run, tmp_path, capsys):
 
 def test_malformed_genotype_file(tmp_path):
     from noisydarts.errors import UserError
-    from noisydarts.genotype import load_genotype
+    from noisydarts.models import resolve_genotype as load_genotype
 
     p = tmp_path / "genotype.json"
     p.write_text(json.dumps({"normal": [["sep_conv_3x3", 7]] * 8, "normal_concat": [2], "reduce": [], "reduce_concat": []}))

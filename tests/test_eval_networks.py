@@ -8,7 +8,9 @@ import torch
 from noisydarts import zoo
 from noisydarts.cli import main
 from noisydarts.errors import UserError
-from noisydarts.evaluation import build_network, count_multadds, count_params, info, load_arch
+from noisydarts.models import create_model, info
+from noisydarts.models import resolve_genotype as load_arch
+from noisydarts.spaces import count_multadds, count_params
 from noisydarts.spaces.darts import Cell, NetworkCIFAR, NetworkImageNet
 
 
@@ -69,7 +71,8 @@ def test_reductions_and_channels():
 
 def test_drop_path_skips_identities_only():
     torch.manual_seed(0)
-    cell = Cell(zoo.get("darts_v1"), 8, 8, 4, reduction=False, reduction_prev=False).train()
+    g = zoo.get("darts_v1")
+    cell = Cell(g.nodes_of("normal"), g.normal_concat, 8, 8, 4, reduction=False, reduction_prev=False).train()
     assert [d for d in cell.droppable] == [op != "skip_connect" for op in cell.op_names]
     s = torch.randn(64, 8, 4, 4)
     a, b = cell(s, s, 0.0), cell(s, s, 0.5)
@@ -111,7 +114,7 @@ def test_bad_genotypes(text, message):
 
 def test_unknown_dataset():
     with pytest.raises(UserError, match="unknown dataset"):
-        build_network(zoo.get("noisydarts_a"), "mnist")
+        create_model(zoo.get("noisydarts_a"), "mnist")
 
 
 def test_cli_info_json(capsys):

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from noisydarts.errors import UserError
-from noisydarts.genotype import Genotype, load_genotype
+from noisydarts.models import resolve_genotype as load_genotype
+from noisydarts.spaces.darts import Genotype
 
 # DARTS V2 from the DARTS release (cnn/genotypes.py).
 DARTS_V2 = (

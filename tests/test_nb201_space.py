@@ -10,7 +10,8 @@ import torch
 
 import noisydarts
 from noisydarts import nb201
-from noisydarts.genotype import Genotype, load_any_genotype
+from noisydarts.models import resolve_genotype as load_any_genotype
+from noisydarts.spaces.darts import Genotype
 from noisydarts.nb201 import NB201_OPS, NB201Arch
 from noisydarts.spaces.nb201 import NB201Network, NB201Supernet, derive
 
@@ -45,7 +46,9 @@ def test_supernet_shapes_names_and_search_bn():
                 for m in cell.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(cell_bns) == 2 * 3 * 6  # nor_conv_1x1 and nor_conv_3x3 on 6 edges of 3 cells
     assert all(bn.weight is None and bn.running_mean is None for bn in cell_bns)
-    metrics = net.genotype_metrics(net.genotype())
+    from noisydarts.spaces import get_space
+
+    metrics = get_space("nb201").genotype_metrics(net.genotype())
     assert set(metrics) == {"nb201_index", "cifar10_test", "cifar100_test", "imagenet16_test", "skip_count"}
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from noisydarts import cli
 from noisydarts.errors import UserError
-from noisydarts.genotype import Genotype
+from noisydarts.spaces.darts import Genotype
 from noisydarts.ops import NOISYDARTS_OPS, OPS
 from noisydarts.plots import OP_COLORS, dominant_counts, load_run_data, plot_run
 from noisydarts.report import write_report

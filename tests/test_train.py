@@ -11,7 +11,7 @@ from noisydarts.train import evaluate, export, load_trained, resolve_config, tra
 
 # Augmentation off on 32 images: the loss must go down within 2 epochs (drop-path and the
 # auxiliary head stay on, as in the protocol).
-TINY = {"epochs": 2, "batch_size": 16, "channels": 8, "layers": 3, "lr": 0.01, "device": "cpu",
+TINY = {"epochs": 2, "batch_size": 16, "network": {"channels": 8, "layers": 3}, "lr": 0.01, "device": "cpu",
         "data": {"name": "cifar10-mini", "limit": 32, "resolution": 32, "cutout": 0, "crop_padding": 0, "flip": False}}
 
 
@@ -32,10 +32,12 @@ def full_run(tmp_path_factory):
 def test_defaults_are_the_darts_protocol():
     cfg = resolve_config()
     assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["weight_decay"], cfg["grad_clip"]) == (600, 96, 0.025, 3e-4, 5.0)
-    assert (cfg["auxiliary_weight"], cfg["drop_path_prob"], cfg["data"]["cutout"], cfg["channels"], cfg["layers"]) == (0.4, 0.2, 16, 36, 20)
-    im = resolve_config({"network": "imagenet"})
-    assert (im["epochs"], im["label_smoothing"], im["lr"], im["lr_schedule"], im["weight_decay"], im["channels"], im["layers"]) == \
-        (250, 0.1, 0.5, "linear", 3e-5, 48, 14)
+    assert (cfg["auxiliary_weight"], cfg["drop_path_prob"], cfg["data"]["cutout"]) == (0.4, 0.2, 16)
+    assert cfg["network"] == {"channels": 36, "layers": 20, "auxiliary": True} and cfg["selection"] == "none"
+    im = resolve_config({"family": "imagenet"})
+    assert (im["epochs"], im["label_smoothing"], im["lr"], im["lr_schedule"], im["weight_decay"]) == \
+        (250, 0.1, 0.5, "linear", 3e-5)
+    assert im["network"] == {"channels": 48, "layers": 14, "auxiliary": True}
     with pytest.raises(UserError, match="unknown config key 'lr_max'"):
         resolve_config(overrides=["lr_max=1"])
 
@@ -45,9 +47,26 @@ def test_training_lowers_the_loss_and_writes_the_run(full_run):
     assert [r["epoch"] for r in m] == [1, 2]
     assert m[1]["train_loss"] < m[0]["train_loss"]
     assert m[0]["lr"] == 0.01 and m[1]["lr"] == pytest.approx(0.005)  # cosine over 2 epochs
-    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "weights.pt"):
+    for name in ("config.yaml", "genotype.json", "metrics.jsonl", "checkpoint.pt", "weights.pt"):
         assert (full_run.run_dir / name).is_file()
-    assert full_run.test_acc == m[-1]["test_acc"]
+    assert not (full_run.run_dir / "best.pt").exists()  # no selection asked for: the final weights are the result
+    assert full_run.test_acc == m[-1]["test_acc"] and full_run.best_acc is None
+
+
+@pytest.mark.parametrize("selection", ["holdout", "test"])
+def test_best_weights_are_selected_on_the_split_asked_for(tmp_path, selection):
+    cfg = {**TINY, "epochs": 3, "selection": selection, "data": {**TINY["data"], "limit": 48, "holdout": 16}}
+    result = train("noisydarts_a", cfg, out=tmp_path / selection, progress=False)
+    key = {"holdout": "holdout_acc", "test": "test_acc"}[selection]
+    accs = [r[key] for r in result.metrics]
+    assert all("holdout_acc" in r for r in result.metrics)  # a holdout is evaluated whenever there is one
+    best = max(range(3), key=lambda i: (accs[i], -i))  # the first epoch with the best accuracy
+    payload = torch.load(result.run_dir / "best.pt", weights_only=False)
+    assert payload["selected_on"] == selection and result.best_acc == accs[best] and result.selected_on == selection
+    with pytest.raises(UserError, match="data.holdout >= 1"):
+        resolve_config({"selection": "holdout"})
+    with pytest.raises(UserError, match="leaves no training images"):
+        train("noisydarts_a", {**TINY, "data": {**TINY["data"], "holdout": 32}}, out=tmp_path / "all-held-out", progress=False)
 
 
 def test_resume_is_exact(full_run, tmp_path):
@@ -103,7 +122,9 @@ def test_bad_weights(full_run, tmp_path):
     with pytest.raises(UserError, match="classify 10 classes but the data has 100"):
         load_trained(full_run.run_dir, num_classes=100)
     payload = torch.load(full_run.run_dir / "weights.pt", weights_only=False)
-    payload["arch"] = "darts_v2"  # weights of another architecture
+    from noisydarts import zoo
+
+    payload["genotype"] = zoo.get("darts_v2").to_dict()  # weights of another architecture
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(UserError, match="do not fit"):
         load_trained(tmp_path / "mismatch.pt")

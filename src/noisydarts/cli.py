@@ -76,20 +76,20 @@ def _cmd_search(args) -> int:
         cfg = search_config(args)
         label = args.preset or (DEFAULT_PRESET if not args.config else "search")
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
-    print(f"genotype: {result.genotype}")
-    _print_benchmark(result.genotype)
-    print(f"run directory: {result.run_dir}")
-    if (result.run_dir / "report.html").is_file():
-        print(f"report: {result.run_dir / 'report.html'}")
+    from .spaces import space_of
+
+    # A space with something to say about the result (NB201: the benchmark's accuracies) says it,
+    # genotype included; others print the genotype.
+    print(space_of(result.genotype).describe(result.genotype) or f"genotype: {result.genotype}")
+    run = result.run_dir
+    print(f"run directory: {run}")
+    if (run / "report.html").is_file():
+        print(f"report: {run / 'report.html'}")
+    if (run / "genotype.json").is_file():
+        print(f"next: noisydarts train {run}   |   noisydarts info {run}   |   noisydarts report {run}")
+    else:
+        print(f"continue: noisydarts search --resume {run}")
     return 0
-
-
-def _print_benchmark(genotype) -> None:
-    """A cell of a space with a ground-truth table (NAS-Bench-201) ends with its accuracies."""
-    from . import nb201
-
-    if isinstance(genotype, nb201.NB201Arch):
-        print(nb201.format_result(nb201.lookup(genotype)))
 
 
 # --- nb201 --------------------------------------------------------------------------------------
@@ -100,7 +100,8 @@ def _add_nb201(sub) -> None:
     q = nb_sub.add_parser("lookup", help="benchmark accuracies of a cell",
                           description="Print the NAS-Bench-201 index, test accuracies, params and FLOPs of a cell.")
     q.add_argument("arch", metavar="ARCH", help="a cell string, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
-                   "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'")
+                   "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|', or an NB201 search or training run directory "
+                   "or genotype.json")
     q.add_argument("--json", action="store_true", help="print a JSON object instead")
     _common(q)
     q.set_defaults(func=_cmd_nb201_lookup)
@@ -111,8 +112,15 @@ def _cmd_nb201_lookup(args) -> int:
     import json
 
     from . import nb201
+    from .models import resolve_genotype
+    from .spaces import space_of
 
-    result = nb201.lookup(args.arch)
+    # A cell string, or anything naming an NB201 architecture (a run directory, a genotype.json).
+    arch = args.arch if args.arch.lstrip().startswith("|") else resolve_genotype(args.arch)
+    if not isinstance(arch, str) and space_of(arch).name != "nb201":
+        raise UserError(f"{args.arch} holds a {space_of(arch).name}-space architecture: "
+                        "nb201 lookup takes a NAS-Bench-201 cell")
+    result = nb201.lookup(arch)
     print(json.dumps(result.to_dict()) if args.json else nb201.format_result(result))
     return 0
 

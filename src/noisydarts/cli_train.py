@@ -1,7 +1,7 @@
 """CLI commands for found architectures: ``info``, ``zoo``, ``train``, ``evaluate``, ``export``.
 
 Kept apart from cli.py (which appends :data:`COMMANDS`) so each is a thin layer over
-noisydarts.evaluation / zoo / train.
+noisydarts.models / zoo / train.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 
 from .cli import _common, run_flags
+from .errors import ARCH_FORMS as ARCH_HELP
 from .errors import UserError
-
-ARCH_HELP = "a zoo name (see `noisydarts zoo`), an NB201 string, a genotype.json, a search run directory or Genotype(...) text"
 
 
 # --- info ---------------------------------------------------------------------------------------
@@ -21,17 +20,18 @@ def _add_info(sub) -> None:
                        description="Params (M, without the auxiliary head) and mult-adds (M, conv + linear, "
                                    "torch.utils.flop_counter) of the evaluation network of an architecture.")
     p.add_argument("arch", metavar="GENOTYPE", help=ARCH_HELP)
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagenet"],
-                   help="network family and number of classes (default cifar10)")
+    p.add_argument("--dataset", default="cifar10", metavar="DATASET",
+                   help="cifar10 (default), cifar100, imagenet or imagenet16-120: the network family, its "
+                        "resolution and the number of classes")
     p.add_argument("--json", action="store_true", help="print {\"params_m\": ..., \"multadds_m\": ...}")
     _common(p)
     p.set_defaults(func=_cmd_info)
 
 
 def _cmd_info(args) -> int:
-    from .evaluation import info, load_arch
+    from .models import info
 
-    result = info(load_arch(args.arch), args.dataset)
+    result = info(args.arch, args.dataset)
     if args.json:
         print(json.dumps(result))
     else:
@@ -80,7 +80,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train an architecture from scratch (DARTS protocol)",
                        description="Train the evaluation network of an architecture from scratch and test it.")
     p.add_argument("arch", metavar="GENOTYPE", nargs="?", help=ARCH_HELP)
-    p.add_argument("--dataset", choices=["cifar", "imagenet"], help="network family / protocol defaults (default cifar)")
+    p.add_argument("--family", help="the dataset family (cifar, imagenet, ...): picks the space's network and "
+                                    "training recipe (default cifar)")
     p.add_argument("--data", metavar="NAME_OR_DIR", help="cifar10 (default), cifar100, cifar10-mini or an ImageFolder directory")
     run_flags(p, "runs/<timestamp>-train")
     _common(p)
@@ -89,23 +90,27 @@ def _add_train(sub) -> None:
 
 def _cmd_train(args) -> int:
     from .config import load_yaml
-    from .train import resolve_config, train
+    from .train import train
 
     if args.resume:
-        if args.arch or args.overrides or args.data or args.out or args.config or args.dataset:
+        if args.arch or args.overrides or args.data or args.out or args.config or args.family:
             raise UserError("--resume continues a run with its own architecture and config: give only --resume DIR")
         result = train(None, resume=args.resume, progress=not args.no_progress)
     else:
         if not args.arch:
             raise UserError("give the architecture to train (GENOTYPE), or --resume DIR")
         base = load_yaml(args.config) if args.config else {}
-        if args.dataset:
-            base["network"] = args.dataset
+        if args.family:
+            base["family"] = args.family
         overrides = list(args.overrides) + ([f"data.name={args.data}"] if args.data else [])
-        cfg = resolve_config(base, overrides)
-        result = train(args.arch, cfg, out=args.out, progress=not args.no_progress)
-    print(f"test accuracy: {result.test_acc:.2f} % (best {result.best_acc:.2f} %)")
+        result = train(args.arch, base, overrides=overrides, out=args.out, progress=not args.no_progress)
+    best = "" if result.best_acc is None else f" (best.pt: {result.best_acc:.2f} % on the {result.selected_on} split)"
+    print(f"test accuracy: {result.test_acc:.2f} %{best}")
     print(f"run directory: {result.run_dir}")
+    if (result.run_dir / "weights.pt").is_file():
+        print(f"next: noisydarts evaluate {result.run_dir}   |   noisydarts export {result.run_dir}")
+    else:
+        print(f"continue: noisydarts train --resume {result.run_dir}")
     return 0
 
 

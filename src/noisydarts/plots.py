@@ -46,7 +46,6 @@ OP_COLORS: dict[str, str] = {
     "nor_conv_3x3": "#9467bd",
 }
 NB201_ACCURACIES = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
-NB201_OP_ORDER = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 FORMATS = ("png", "svg")
 DPI = 110
 
@@ -88,12 +87,15 @@ class RunData:
     @property
     def ops(self) -> list[str]:
         ops = self.config.get("space", {}).get("ops")
-        if ops is None and self.space == "nb201":
-            ops = list(NB201_OP_ORDER)
+        if ops is None:  # a hand-written config: the space's default op list
+            from .spaces import SPACES
+
+            ops = SPACES[self.space].DEFAULTS.get("ops") if self.space in SPACES else None
         return list(ops or [])
 
     @property
-    def is_nb201(self) -> bool:
+    def has_benchmark_accuracy(self) -> bool:
+        """Whether the epochs carry a ground-truth table's accuracies (NAS-Bench-201 runs)."""
         return any("cifar10_test" in r for r in self.records)
 
     def alpha(self, kind: str) -> np.ndarray:
@@ -143,25 +145,21 @@ def load_run_data(run_dir: str | Path) -> RunData:
 
 # --- edge names -----------------------------------------------------------------------------------
 
-#: Cell inputs and output written with Unicode subscripts (no mathtext: it is slow to render).
-C_PREV_PREV, C_PREV, C_OUT = "c\u2096\u208b\u2082", "c\u2096\u208b\u2081", "c\u2096"
-
-
-def _darts_node(j: int) -> str:
-    return (C_PREV_PREV, C_PREV)[j] if j < 2 else str(j - 2)
-
-
 def edge_labels(data: RunData, kind: str, num_edges: int) -> list[str]:
-    """'target <- source' for each alpha row, in the supernet's edge order."""
-    if data.space == "nb201" or (data.is_nb201 and num_edges == 6):
-        from .nb201 import NB201_EDGES
+    """'target <- source' for each alpha row, as the run's space names them."""
+    from .spaces import SPACES
 
-        return [f"{t} \u2190 {s}" for t, s in NB201_EDGES]
-    edges, node = [], 0
-    while len(edges) < num_edges:  # dense DARTS cell: node i takes every earlier node and both inputs
-        edges += [(node + 2, j) for j in range(node + 2)]
-        node += 1
-    return [f"{_darts_node(t)} \u2190 {_darts_node(s)}" for t, s in edges[:num_edges]]
+    space = SPACES.get(data.space)
+    if space is None:  # a run of a space this install does not have
+        return [f"row {i}" for i in range(num_edges)]
+    return space.edge_labels(data.config.get("space", {}), kind, num_edges)
+
+
+def cell_type_name(kind: str) -> str:
+    """'normal' -> 'normal cell', 'cell' -> 'cell', 'cell3' -> 'cell 3'."""
+    if kind.startswith("cell"):
+        return f"cell {kind[4:]}".strip()
+    return f"{kind} cell"
 
 
 # --- the figures ----------------------------------------------------------------------------------
@@ -206,7 +204,7 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
     if len(epochs) == 1:
         axes[0, 0].set_xlim(epochs[0] - 1, epochs[0] + 1)
     _integer_epochs(axes[0, 0], epochs)
-    fig.suptitle(f"Architecture weights per edge, {kind} cell (dotted: uniform 1/{len(ops)}) \u2014 {data.title}",
+    fig.suptitle(f"Architecture weights per edge, {cell_type_name(kind)} (dotted: uniform 1/{len(ops)}) \u2014 {data.title}",
                  fontsize=11)
     _op_legend(fig, ops)
     # Fixed margins in inches rather than tight_layout: that would draw the 15-panel figure once more.
@@ -225,8 +223,13 @@ def dominant_counts(alpha: np.ndarray, num_ops: int) -> np.ndarray:
 def dominant_figure(data: RunData) -> Figure:
     """Figure 4 style: stacked counts of the dominant op per edge over the epochs."""
     kinds, ops, epochs = data.kinds, data.ops, data.epochs
-    fig = Figure(figsize=(5.2 * len(kinds), 4.2), dpi=DPI)
-    axes = fig.subplots(1, len(kinds), squeeze=False)[0]
+    cols = min(len(kinds), 4)
+    rows = math.ceil(len(kinds) / cols)
+    width = max(5.2 * cols, 6.5)
+    ncol = max(1, min(len(ops), int(width / 1.6)))
+    legend_h = 0.3 + 0.25 * math.ceil(len(ops) / ncol)
+    fig = Figure(figsize=(width, 3.9 * rows + legend_h + 0.4), dpi=DPI)
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
     for ax, kind in zip(axes, kinds):
         alpha = data.alpha(kind)
         counts = dominant_counts(alpha, len(ops))
@@ -241,14 +244,17 @@ def dominant_figure(data: RunData) -> Figure:
             ax.stackplot(epochs, counts, colors=colors, alpha=0.9, edgecolor="white", linewidth=0.3)
             ax.set_xlim(epochs[0], epochs[-1])
         ax.set_ylim(0, alpha.shape[1])
-        ax.set_title(f"{kind} cell ({alpha.shape[1]} edges)", fontsize=10)
+        ax.set_title(f"{cell_type_name(kind)} ({alpha.shape[1]} edges)", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("edges won (argmax of weights)")
         _integer_epochs(ax, epochs)
+    for ax in axes[len(kinds):]:
+        ax.set_visible(False)
     fig.suptitle(f"Dominant operations \u2014 {data.title}", fontsize=11)
     fig.legend(handles=[Patch(color=op_color(op), label=op) for op in ops], loc="lower center",
-               ncol=min(len(ops), 4 if len(kinds) == 1 else 7), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.13 if len(kinds) > 1 or len(ops) <= 4 else 0.18, 1, 0.95))
+               ncol=ncol, frameon=False, fontsize=9)
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1 - 0.35 / height))
     return fig
 
 
@@ -292,95 +298,141 @@ def nb201_accuracy_figure(data: RunData) -> Figure:
 
 # --- cell diagrams ---------------------------------------------------------------------------------
 
-def _draw_graph(ax, positions: dict, edges: list[tuple], node_colors: dict) -> None:
-    """Nodes as labelled circles; edges ``(source, target, op[, rad])`` as curved arrows labelled
-    with the op (``op`` None: an unlabelled grey dashed arrow, 'none': a dashed one)."""
+#: Sizes in data units (the figures draw 1 data unit as 0.8 inch): a node circle's radius, the
+#: height of an op label and the width of one of its characters (9 pt).
+_NODE_R, _LABEL_H, _CHAR_W, _INCH_PER_UNIT = 0.42, 0.32, 0.105, 0.8
+
+
+def _label_box(x: float, y: float, text: str) -> tuple[float, float, float, float]:
+    half_w = 0.5 * _CHAR_W * len(text) + 0.08
+    return x - half_w, y - _LABEL_H / 2, x + half_w, y + _LABEL_H / 2
+
+
+def _clearance(box, nodes, boxes) -> float:
+    """How far a label box stays from the node circles and the labels already placed (< 0: overlap)."""
+    x0, y0, x1, y1 = box
+    gaps = []
+    for cx, cy in nodes:
+        dx, dy = max(x0 - cx, 0.0, cx - x1), max(y0 - cy, 0.0, cy - y1)
+        gaps.append(math.hypot(dx, dy) - _NODE_R)
+    for bx0, by0, bx1, by1 in boxes:
+        gaps.append(max(bx0 - x1, x0 - bx1, by0 - y1, y0 - by1))
+    return min(gaps, default=10.0)
+
+
+def _arc_midpoint(p, q, rad: float) -> tuple[float, float]:
+    """Midpoint of matplotlib's ``arc3`` Bezier curve from p to q (equal aspect: data = display)."""
+    (x1, y1), (x2, y2) = p, q
+    return (x1 + x2) / 2 + 0.5 * rad * (y2 - y1), (y1 + y2) / 2 - 0.5 * rad * (x2 - x1)
+
+
+def layout_edges(graph) -> list[tuple[str, str, str | None, float, tuple[float, float] | None]]:
+    """``(source, target, op, rad, label position)`` for every edge of a :class:`CellGraph`.
+
+    Each labelled edge bows away from the middle line, longer edges more, so that an edge which
+    skips nodes passes around them; parallel edges (several ops between two nodes) fan out; and
+    when a label would sit on a node or another label, the next candidate curvature is tried."""
+    pos = graph.positions
+    cy = sum(y for _, y in pos.values()) / len(pos)
+    nodes, boxes, out = list(pos.values()), [], []
+    seen: dict[tuple[str, str], int] = {}
+    for src, dst, op in graph.edges:
+        p, q = pos[src], pos[dst]
+        k = seen.get((src, dst), 0)
+        seen[(src, dst)] = k + 1
+        if op is None:  # unlabelled connection (into the output): a gentle fixed bow
+            out.append((src, dst, op, graph.bend.get((src, dst), 0.25 if p[1] >= cy else -0.25), None))
+            continue
+        mid_y = (p[1] + q[1]) / 2
+        outward = 1.0 if mid_y < cy - 1e-9 else -1.0 if mid_y > cy + 1e-9 else 1.0
+        if q[0] < p[0]:
+            outward = -outward
+        span = math.hypot(q[0] - p[0], q[1] - p[1])
+        base = graph.bend.get((src, dst), outward * min(0.12 + 0.035 * span, 0.45))
+        fan = [base + 0.3 * k * (1 if base >= 0 else -1)]
+        candidates = fan + [base * f + d for f in (1.0, -1.0) for d in (0.25, -0.25, 0.5, -0.5)]
+        best = None
+        for rad in candidates:
+            mx, my = _arc_midpoint(p, q, rad)
+            box = _label_box(mx, my, op)
+            gap = _clearance(box, nodes, boxes)
+            if best is None or gap > best[0] + 1e-9:
+                best = (gap, rad, (mx, my), box)
+            if gap >= 0.05:
+                break
+        _, rad, mid, box = best
+        boxes.append(box)
+        out.append((src, dst, op, rad, mid))
+    return out
+
+
+def cell_extent(graph, layout) -> tuple[float, float, float, float]:
+    """``(xmin, xmax, ymin, ymax)`` in data units of a laid-out cell: nodes, curves and labels."""
+    points = list(graph.positions.values())
+    for src, dst, op, rad, mid in layout:
+        points.append(_arc_midpoint(graph.positions[src], graph.positions[dst], rad))  # every curve in view
+        if mid is not None and op != "none":
+            points += [(mid[0] - 0.5 * _CHAR_W * len(op), mid[1]), (mid[0] + 0.5 * _CHAR_W * len(op), mid[1])]
+    xs, ys = zip(*points)
+    return min(xs) - 0.6, max(xs) + 0.6, min(ys) - 0.6, max(ys) + 0.6
+
+
+def draw_cell(ax, graph, layout=None) -> None:
+    """Draw a :class:`noisydarts.spaces.CellGraph`: nodes as labelled circles, edges as curved
+    arrows labelled with their op (``none``: dashed, unlabelled; no op: a thin grey arrow)."""
+    layout = layout_edges(graph) if layout is None else layout
     ax.set_aspect("equal")
     ax.axis("off")
-    cy = sum(y for _, y in positions.values()) / len(positions)
-    extent = list(positions.values())  # node centres and label centres: what must be visible
-    for src, dst, op, *fixed_rad in edges:
-        (x1, y1), (x2, y2) = positions[src], positions[dst]
-        # Bow each labelled edge away from the middle, longer edges more, so that an edge that
-        # skips nodes passes around them (arc3: rad > 0 bends a rightward edge downwards).
-        outward = 1.0 if (y1 + y2) / 2 < cy - 1e-9 else -1.0 if (y1 + y2) / 2 > cy + 1e-9 else 1.0
-        span = math.hypot(x2 - x1, y2 - y1)
-        rad = 0.0 if op is None else outward * min(0.12 + 0.035 * span, 0.4)
-        rad = fixed_rad[0] if fixed_rad else rad
-        dashed = op == "none"
+    colors = {**{n: "#a8d5ba" for n in graph.inputs}, **{n: "#f4b6b6" for n in graph.outputs}}
+    for src, dst, op, rad, mid in layout:
         color = "#999999" if op is None else op_color(op)
-        ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                                     mutation_scale=14, lw=2.0 if op else 1.0, color=color, shrinkA=17, shrinkB=17,
-                                     linestyle="--" if dashed or op is None else "-", zorder=1))
-        if op is None or dashed:
-            continue
-        # Midpoint of matplotlib's arc3 Bezier curve (equal aspect keeps data and display alike).
-        mx, my = (x1 + x2) / 2 + 0.5 * rad * (y2 - y1), (y1 + y2) / 2 - 0.5 * rad * (x2 - x1)
-        extent.append((mx, my))
-        ax.text(mx, my, op, fontsize=9, ha="center", va="center", zorder=3,
-                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, lw=1.2))
-    for name, (x, y) in positions.items():
+        ax.add_patch(FancyArrowPatch(graph.positions[src], graph.positions[dst], connectionstyle=f"arc3,rad={rad}",
+                                     arrowstyle="-|>", mutation_scale=14, lw=2.0 if op else 1.0, color=color,
+                                     shrinkA=17, shrinkB=17, linestyle="--" if op in (None, "none") else "-",
+                                     zorder=1))
+        if mid is not None and op != "none":
+            ax.text(*mid, op, fontsize=9, ha="center", va="center", zorder=3,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, lw=1.2))
+    for name, (x, y) in graph.positions.items():
         ax.text(x, y, name, ha="center", va="center", fontsize=12, zorder=4,
                 bbox=dict(boxstyle="circle,pad=0.35" if len(name) <= 2 else "round,pad=0.4",
-                          fc=node_colors.get(name, "#fff2b3"), ec="black"))
-    xs, ys = zip(*extent)
-    ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
-    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
-
-
-def darts_cell_figure(data: RunData, genotype) -> Figure:
-    kinds = ["normal", "reduce"]
-    nodes = genotype.nodes
-    fig = Figure(figsize=(2.0 * nodes + 5.0, 4.4 * len(kinds)), dpi=DPI)
-    axes = fig.subplots(len(kinds), 1, squeeze=False)[:, 0]
-    for ax, kind in zip(axes, kinds):
-        names = {0: C_PREV_PREV, 1: C_PREV, **{j + 2: str(j) for j in range(nodes)}}
-        out = C_OUT
-        positions = {names[0]: (0.0, 1.6), names[1]: (0.0, -1.6), out: (2.0 * nodes + 1.6, 0.0)}
-        for j in range(nodes):
-            positions[names[j + 2]] = (2.0 + 2.0 * j, 0.9 if j % 2 == 0 else -0.9)
-        edges = [(names[src], names[i // 2 + 2], op) for i, (op, src) in enumerate(genotype.cell(kind))]
-        edges += [(names[j], out, None) for j in getattr(genotype, kind + "_concat")]
-        colors = {names[0]: "#a8d5ba", names[1]: "#a8d5ba", out: "#f4b6b6"}
-        _draw_graph(ax, positions, edges, colors)
-        skips = genotype.count("skip_connect", kind)
-        ax.set_title(f"{kind} cell ({skips} skip connection{'s' * (skips != 1)})", fontsize=10)
-    fig.suptitle(f"Derived cells \u2014 {data.title}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    return fig
-
-
-def nb201_cell_figure(data: RunData, arch) -> Figure:
-    from .nb201 import NB201_EDGES
-
-    fig = Figure(figsize=(8.0, 4.4), dpi=DPI)
-    ax = fig.subplots()
-    positions = {"0": (0.0, 0.0), "1": (2.4, 0.0), "2": (4.8, 0.0), "3": (7.2, 0.0)}
-    # Nodes on a line: neighbours joined straight, 0->2 and 0->3 bow above (by 1.2 and 1.8),
-    # 1->3 below, so no two labels meet.
-    rads = {(1, 0): 0.0, (2, 0): -0.5, (2, 1): 0.0, (3, 0): -0.5, (3, 1): 0.5, (3, 2): 0.0}
-    edges = [(str(s), str(t), op, rads[(t, s)]) for (t, s), op in zip(NB201_EDGES, arch.ops)]
-    _draw_graph(ax, positions, edges, {"0": "#a8d5ba", "3": "#f4b6b6"})
-    ax.set_title(f"NAS-Bench-201 cell (node 0 = input, 3 = output; dashed = none)\n{arch}", fontsize=9)
-    fig.suptitle(f"Derived cell \u2014 {data.title}", fontsize=11)
-    fig.tight_layout()
-    return fig
+                          fc=colors.get(name, "#fff2b3"), ec="black"))
+    x0, x1, y0, y1 = cell_extent(graph, layout)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_title(graph.title, fontsize=10)
 
 
 def cell_figure(data: RunData) -> Figure | None:
-    """The final genotype drawn as a graph, or None when there is none to draw."""
-    text = data.genotype_text
-    if not text:
+    """The final genotype's cells, drawn by their space's :meth:`~noisydarts.spaces.Space.cell_graphs`,
+    or None when there is no genotype to draw."""
+    from .spaces import parse_genotype, space_of
+
+    if not data.genotype_text:
         return None
-    if data.space == "nb201" or text.lstrip().startswith("|"):
-        from .nb201 import NB201Arch
-
-        return nb201_cell_figure(data, NB201Arch.parse(text))
-    if text.lstrip().startswith("Genotype("):
-        from .genotype import Genotype
-
-        return darts_cell_figure(data, Genotype.parse(text))
-    return None
+    try:
+        genotype = parse_genotype(data.genotype_text)
+    except UserError:
+        return None  # a genotype of a space this install does not have
+    graphs = space_of(genotype).cell_graphs(genotype)
+    if not graphs:
+        return None
+    cols = 1 if len(graphs) <= 2 else 4
+    rows = math.ceil(len(graphs) / cols)
+    layouts = [layout_edges(g) for g in graphs]
+    extents = [cell_extent(g, lay) for g, lay in zip(graphs, layouts)]
+    # Every panel as large as the largest cell at _INCH_PER_UNIT, plus room for its title.
+    panel_w = max(x1 - x0 for x0, x1, _, _ in extents) * _INCH_PER_UNIT
+    panel_h = max(y1 - y0 for _, _, y0, y1 in extents) * _INCH_PER_UNIT + 0.2 * (1 + max(g.title.count("\n") for g in graphs))
+    fig = Figure(figsize=(panel_w * cols + 0.3, panel_h * rows + 0.6), dpi=DPI)
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for ax, graph, layout in zip(axes, graphs, layouts):
+        draw_cell(ax, graph, layout)
+    for ax in axes[len(graphs):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Derived cell{'s' * (len(graphs) > 1)} \u2014 {data.title}", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    return fig
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -401,7 +453,7 @@ def plot_stems(data: RunData) -> list[str]:
     """The file stems of every picture of the run, in reading order."""
     stems = [f"alpha_{kind}" for kind in data.kinds] + ["dominant_ops"]
     stems += ["cells"] if data.genotype_text else []
-    return stems + (["nb201_accuracy"] if data.is_nb201 else [])
+    return stems + (["nb201_accuracy"] if data.has_benchmark_accuracy else [])
 
 
 def make_figure(data: RunData, stem: str) -> Figure | None:

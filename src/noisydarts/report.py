@@ -106,7 +106,7 @@ def _markdown(runs: list[tuple[RunData, list[Path]]], out: Path) -> str:
         parts += [f"## {data.title}", "", f"Run directory: `{data.run_dir}`", "",
                   "### Final genotype" if data.finished else "### Genotype after the last epoch", "",
                   "```", str(data.genotype_text), "```", ""]
-        if data.is_nb201:
+        if data.has_benchmark_accuracy:
             last = data.records[-1]
             parts += ["NAS-Bench-201 test accuracy: " + ", ".join(
                 f"{name} {_fmt(last.get(key))}%" for key, name in NB201_ACCURACIES.items()), ""]
@@ -146,7 +146,7 @@ def _html(runs: list[tuple[RunData, list[Path]]]) -> str:
         col = [f'<section class="run"><h2>{e(data.title)}</h2>', f"<p>Run directory: <code>{e(str(data.run_dir))}</code></p>",
                f"<h3>{'Final genotype' if data.finished else 'Genotype after the last epoch'}</h3>",
                f"<pre>{e(str(data.genotype_text))}</pre>"]
-        if data.is_nb201:
+        if data.has_benchmark_accuracy:
             last = data.records[-1]
             col.append("<h3>NAS-Bench-201 test accuracy</h3>" + _html_table(
                 list(NB201_ACCURACIES.values()), [[_fmt(last.get(k)) + "%" for k in NB201_ACCURACIES]]))

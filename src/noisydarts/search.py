@@ -36,7 +36,7 @@ from .data import BatchIterator, load_dataset, split_indices
 from .errors import UserError
 from .estimators import StepContext, build_estimator
 from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
-from .spaces import build_supernet
+from .spaces import genotype_payload, get_space
 
 CHECKPOINT = "checkpoint.pt"
 DEFAULT_PRESET = config_lib.DEFAULT_PRESET
@@ -44,7 +44,7 @@ DEFAULT_PRESET = config_lib.DEFAULT_PRESET
 
 @dataclass
 class SearchResult:
-    genotype: object                       # Genotype (DARTS space) or the space's own type
+    genotype: object                       # the space's genotype type (see noisydarts.spaces)
     alpha_history: list[dict] = field(default_factory=list)  # per epoch: {cell type: [[w]]}
     run_dir: Path | None = None
     metrics: list[dict] = field(default_factory=list)
@@ -131,7 +131,8 @@ class Searcher:
                                           augment_kwargs=augment, channels_last=cl)
         self.val_batches = BatchIterator(self.dataset, val_idx, bs, seed=cfg["seed"], train=False, channels_last=cl)
 
-        self.model = build_supernet(cfg, len(dataset.classes), in_channels=dataset.images.shape[1]).to(self.device)
+        self.space = get_space(cfg)
+        self.model = self.space.build_supernet(cfg, len(dataset.classes), dataset.images.shape[1]).to(self.device)
         if cl:
             self.model = self.model.to(memory_format=torch.channels_last)
         w, a = cfg["weights"], cfg["arch"]
@@ -230,7 +231,7 @@ class Searcher:
         alpha = {k: [[round(float(v), 6) for v in row] for row in w.tolist()]
                  for k, w in self.model.arch_weights().items()}
         return {"epoch": epoch + 1, **train, **val, "epoch_time": round(seconds, 3), "alpha": alpha,
-                "genotype": str(genotype), **self.model.genotype_metrics(genotype)}
+                "genotype": str(genotype), **self.space.genotype_metrics(genotype)}
 
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
         """Train until ``stop_after`` (or all) epochs are done. Each callback's optional
@@ -253,8 +254,7 @@ class Searcher:
         metrics = read_jsonl(metrics_path)
         genotype = self.model.genotype()
         if last == cfg["epochs"]:
-            payload = {"space": cfg["space"]["name"], "genotype": _genotype_payload(genotype), "text": str(genotype),
-                       **self.model.genotype_metrics(genotype)}
+            payload = {**genotype_payload(genotype), **self.space.genotype_metrics(genotype)}
             atomic_write_text(self.run_dir / "genotype.json", json.dumps(payload, indent=1) + "\n")
         result = SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
                               run_dir=self.run_dir, metrics=metrics)
@@ -262,10 +262,6 @@ class Searcher:
             if hasattr(cb, "on_end"):
                 cb.on_end(result)
         return result
-
-
-def _genotype_payload(genotype):
-    return genotype.to_dict() if hasattr(genotype, "to_dict") else str(genotype)
 
 
 def _summary_line(r: dict) -> str:

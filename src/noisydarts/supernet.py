@@ -54,10 +54,6 @@ class Supernet(nn.Module):
         logits = self(x).float()
         return F.cross_entropy(logits, y), logits
 
-    # Each space implements these:
     def genotype(self):
+        """Derive the discrete genotype from the current architecture parameters (each space's)."""
         raise NotImplementedError
-
-    def genotype_metrics(self, genotype) -> dict:
-        """Numbers about a derived genotype worth logging every epoch."""
-        return {}

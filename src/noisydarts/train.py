@@ -1,20 +1,33 @@
-"""Train a found architecture from scratch: the DARTS evaluation protocol (NoisyDARTS Sec. 4.2).
+"""Train a found architecture from scratch: the evaluation protocol of its space.
 
-``train(arch, config, out=, resume=)`` builds the evaluation network (spaces/darts.py
-``NetworkCIFAR`` / ``NetworkImageNet``, or an NB201 network), trains it on the whole training
-split and tests it on the test split after every epoch.
+``train(arch, config, out=, resume=)`` builds the evaluation network of ``arch`` through its
+space (:meth:`noisydarts.spaces.Space.build_network`), trains it on the training split and tests
+it on the test split after every epoch.
 
-CIFAR defaults (DARTS): 600 epochs, batch 96, SGD lr 0.025 cosine to 0, momentum 0.9, wd 3e-4,
-grad clip 5, auxiliary loss weight 0.4, drop-path 0.2 increased linearly from 0 over the epochs,
-cutout 16, C=36, 20 cells. ImageNet defaults (``data.name`` given as ``imagenet`` family via
-``network: imagenet``): 250 epochs, label smoothing 0.1, lr 0.5 decayed linearly, wd 3e-5,
-C=48, 14 cells (see :data:`IMAGENET_DEFAULTS`).
+The configuration is layered like the search's::
 
-Run directory (as search): ``config.yaml``, ``metrics.jsonl`` (one line per epoch: train
-loss/acc, test loss/acc, lr, epoch time), ``checkpoint.pt`` (atomic; model, optimizer,
-scheduler, RNG states, epoch), ``best.pt`` (best test accuracy) and ``weights.pt`` (final).
-Weight files hold ``{"arch": str, "network": {...}, "num_classes": int, "model": state_dict}``
-so that evaluate/export can rebuild the network.
+    DEFAULTS  <-  the space's recipe for the family  <-  config (dict / YAML)  <-  --set KEY=VALUE
+
+:data:`DEFAULTS` is the DARTS CIFAR protocol (600 epochs, batch 96, SGD lr 0.025 cosine to 0,
+momentum 0.9, wd 3e-4, grad clip 5, auxiliary loss weight 0.4, drop-path 0.2 increased linearly
+from 0 over the epochs, cutout 16); each space's recipe changes what its papers do differently
+(NAS-Bench-201: 200 epochs, batch 256, Nesterov SGD lr 0.1, wd 5e-4, no auxiliary head,
+drop-path or cutout; the DARTS space's ``imagenet`` family: the mobile setting). ``family``
+picks the dataset family (``cifar``, ``imagenet``, ...), ``network`` holds the space's network
+keys (DARTS: channels, layers, auxiliary; NB201: channels, cells_per_stage).
+
+Model selection: by default the final weights are the result (``weights.pt``), as the papers
+report them. ``selection: holdout`` holds ``data.holdout`` training images out of training and
+keeps the epoch with the best accuracy on them as ``best.pt``; ``selection: test`` selects on the
+test split (optimistic, since the test split then chooses the model: only for comparing with
+papers that report the best test epoch).
+
+Run directory (as search): ``config.yaml``, ``genotype.json`` (the architecture, any space),
+``metrics.jsonl`` (one line per epoch: train loss/acc, test loss/acc/top-5, holdout accuracy
+when there is a holdout, lr, epoch time), ``checkpoint.pt`` (atomic; model, optimizer,
+scheduler, RNG states, epoch), ``weights.pt`` (final) and ``best.pt`` (with a selection).
+Weight files hold the genotype's payload, the network config and the state dict, so that
+evaluate/export can rebuild the network.
 """
 
 from __future__ import annotations
@@ -33,53 +46,54 @@ import yaml
 from .config import _merge, parse_overrides
 from .data import BatchIterator, load_dataset
 from .errors import UserError
+from .models import GENOTYPE_FILE, resolve_genotype
 from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
 from .search import _progress, autocast, pick_device, rng_state, seed_everything, set_rng_state
+from .spaces import genotype_from_payload, genotype_payload, space_of
 
 CHECKPOINT, BEST, FINAL = "checkpoint.pt", "best.pt", "weights.pt"
+SELECTIONS = ("none", "holdout", "test")
 
 DEFAULTS: dict = {
     "seed": 0,
     "device": "auto",
-    "network": "cifar",          # cifar | imagenet (the evaluation network's family)
+    "family": "cifar",           # the dataset family: picks the space's network and recipe
     "epochs": 600,
     "batch_size": 96,
-    "channels": 36,
-    "layers": 20,
-    "auxiliary": True,
-    "auxiliary_weight": 0.4,
-    "drop_path_prob": 0.2,       # reached at the last epoch, linearly from 0
-    "label_smoothing": 0.0,
     "lr": 0.025,
     "lr_schedule": "cosine",     # cosine (to 0) | linear (to 0)
     "momentum": 0.9,
+    "nesterov": False,
     "weight_decay": 3e-4,
-    "grad_clip": 5.0,
+    "grad_clip": 5.0,            # null = no clipping
+    "label_smoothing": 0.0,
+    "auxiliary_weight": 0.4,     # loss weight of the auxiliary head, when the network has one
+    "drop_path_prob": 0.2,       # reached at the last epoch, linearly from 0
+    "selection": "none",         # none | holdout | test: which epoch best.pt keeps (see above)
     "channels_last": True,
     "amp": "auto",
-    "data": {"name": "cifar10", "root": None, "resolution": 32, "limit": None,
+    "network": {},               # the space's network keys (from Space.network_defaults)
+    "data": {"name": "cifar10", "root": None, "resolution": 32, "limit": None, "holdout": 0,
              "crop_padding": 4, "flip": True, "cutout": 16},
-}
-
-#: Applied over DEFAULTS when ``network: imagenet`` (DARTS mobile setting).
-IMAGENET_DEFAULTS: dict = {
-    "epochs": 250, "batch_size": 128, "channels": 48, "layers": 14, "drop_path_prob": 0.0,
-    "label_smoothing": 0.1, "lr": 0.5, "lr_schedule": "linear", "weight_decay": 3e-5,
-    "data": {"resolution": 224, "crop_padding": 0, "cutout": 0},
 }
 
 
 @dataclass
 class TrainResult:
     test_acc: float
-    best_acc: float
+    best_acc: float | None
     run_dir: Path
     metrics: list[dict] = field(default_factory=list)
     model: nn.Module | None = None
+    selected_on: str | None = None   # holdout | test: what best_acc (and best.pt) was selected on
 
 
-def resolve_config(config: dict | str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """DEFAULTS <- (IMAGENET_DEFAULTS if network is imagenet) <- config dict/YAML <- --set pairs."""
+def resolve_config(config: dict | str | Path | None = None, overrides: list[str] | None = None, *,
+                   arch=None) -> dict:
+    """DEFAULTS <- the recipe of ``arch``'s space for the chosen family <- config (dict / YAML) <-
+    ``--set`` pairs. Without ``arch`` the DARTS space's recipe is used."""
+    from .spaces import get_space
+
     layers = []
     if isinstance(config, (str, Path)):
         from .config import load_yaml
@@ -89,44 +103,48 @@ def resolve_config(config: dict | str | Path | None = None, overrides: list[str]
         layers.append(("config", config))
     if overrides:
         layers.append(("--set", parse_overrides(overrides)))
-    network = DEFAULTS["network"]
+    family = DEFAULTS["family"]
     for _, layer in layers:
         if isinstance(layer, dict):
-            network = layer.get("network", network)
+            family = layer.get("family", family)
+    space = space_of(arch) if arch is not None else get_space("darts")
+    if not isinstance(family, str):
+        raise UserError(f"family must be one of {', '.join(space.families)}, got {family!r}")
+    space.check_family(family)
     cfg = copy.deepcopy(DEFAULTS)
-    if network == "imagenet":
-        _merge(cfg, IMAGENET_DEFAULTS, "imagenet defaults", "")
+    cfg["network"] = space.network_defaults(family)
+    _merge(cfg, space.recipe(family), f"the {space.name} space's {family} recipe", "")
     for origin, layer in layers:
         _merge(cfg, layer, origin, "")
     validate(cfg)
+    space.validate_network(cfg["network"], family)
     return cfg
 
 
 def validate(cfg: dict) -> None:
     checks = [
-        (cfg["network"] in ("cifar", "imagenet"), f"network must be cifar or imagenet, got {cfg['network']!r}"),
         (cfg["epochs"] >= 1, "epochs must be at least 1"),
         (cfg["batch_size"] >= 1, "batch_size must be at least 1"),
-        (cfg["channels"] >= 2 and cfg["channels"] % 2 == 0, "channels must be even and >= 2"),
-        (cfg["layers"] >= 3, "layers must be at least 3 (two are reduction cells)"),
         (0.0 <= cfg["drop_path_prob"] < 1.0, "drop_path_prob must be in [0, 1)"),
+        (cfg["auxiliary_weight"] >= 0, "auxiliary_weight must be >= 0"),
         (cfg["lr"] > 0, "lr must be > 0"),
         (cfg["lr_schedule"] in ("cosine", "linear"), "lr_schedule must be cosine or linear"),
         (cfg["grad_clip"] is None or cfg["grad_clip"] > 0, "grad_clip must be > 0 or null"),
         (cfg["amp"] in ("auto", "on", "off"), "amp must be auto, on or off"),
+        (cfg["selection"] in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}"),
         (cfg["data"]["limit"] is None or cfg["data"]["limit"] >= 1, "data.limit must be null or >= 1"),
+        (cfg["data"]["holdout"] >= 0, "data.holdout (training images held out for selection) must be >= 0"),
+        (cfg["selection"] != "holdout" or cfg["data"]["holdout"] >= 1,
+         "selection: holdout needs data.holdout >= 1 training images to select on, e.g. --set data.holdout=5000"),
     ]
     for ok, message in checks:
         if not ok:
             raise UserError(message)
 
 
-def build_model(arch, cfg: dict, num_classes: int, in_channels: int = 3) -> nn.Module:
-    from .evaluation import build_network
-
-    dataset = "imagenet" if cfg["network"] == "imagenet" else "cifar10"
-    return build_network(arch, dataset, num_classes=num_classes, channels=cfg["channels"], layers=cfg["layers"],
-                         auxiliary=cfg["auxiliary"], drop_path_prob=0.0, in_channels=in_channels)
+def build_model(genotype, cfg: dict, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """The evaluation network of ``genotype`` as a resolved training config describes it."""
+    return space_of(genotype).build_network(genotype, cfg["family"], num_classes, cfg["network"], in_channels)
 
 
 def split_output(out):
@@ -135,36 +153,43 @@ def split_output(out):
 
 
 class Trainer:
-    def __init__(self, arch, cfg: dict, run_dir: Path, progress: bool = True):
-        self.arch, self.cfg, self.run_dir, self.progress = arch, cfg, run_dir, progress
+    def __init__(self, genotype, cfg: dict, run_dir: Path, progress: bool = True):
+        self.genotype, self.cfg, self.run_dir, self.progress = genotype, cfg, run_dir, progress
         self.device = pick_device(cfg["device"])
         seed_everything(cfg["seed"])
         d = cfg["data"]
         train_set = load_dataset(d["name"], "train", d["resolution"], d["root"])
         test_set = load_dataset(d["name"], "test", d["resolution"], d["root"])
         self.num_classes = len(train_set.classes)
-        indices = torch.arange(len(train_set))
-        if d["limit"] is not None:
-            indices = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
+        # A seeded sample (data.limit) of the training images, the first data.holdout of them held out.
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
+        if d["holdout"] >= len(order):
+            raise UserError(f"data.holdout={d['holdout']} leaves no training images out of {len(order)}: use fewer")
+        holdout_idx, train_idx = order[: d["holdout"]].sort().values, order[d["holdout"]:].sort().values
         test_idx = torch.arange(len(test_set))
         if d["limit"] is not None:  # a seeded sample of the test set too (it may be sorted by class)
             test_idx = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
         cl = cfg["channels_last"]
         augment = {"crop_padding": d["crop_padding"], "flip": d["flip"], "cutout": d["cutout"]}
-        self.train_batches = BatchIterator(train_set.to(self.device), indices, cfg["batch_size"], seed=cfg["seed"],
+        train_set = train_set.to(self.device)
+        self.train_batches = BatchIterator(train_set, train_idx, cfg["batch_size"], seed=cfg["seed"],
                                            train=True, augment_kwargs=augment, channels_last=cl)
+        self.holdout_batches = (BatchIterator(train_set, holdout_idx, cfg["batch_size"], seed=cfg["seed"], train=False,
+                                              channels_last=cl) if len(holdout_idx) else None)
         self.test_batches = BatchIterator(test_set.to(self.device), test_idx, cfg["batch_size"], seed=cfg["seed"],
                                           train=False, channels_last=cl)
-        self.model = build_model(arch, cfg, self.num_classes, train_set.images.shape[1]).to(self.device)
+        self.model = build_model(genotype, cfg, self.num_classes, train_set.images.shape[1]).to(self.device)
+        if cfg["drop_path_prob"] > 0 and not hasattr(self.model, "drop_path_prob"):
+            raise UserError(f"{space_of(genotype).name} networks have no drop-path: set drop_path_prob=0")
         if cl:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), cfg["lr"], momentum=cfg["momentum"],
-                                         weight_decay=cfg["weight_decay"])
+                                         weight_decay=cfg["weight_decay"], nesterov=cfg["nesterov"])
         if cfg["lr_schedule"] == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, cfg["epochs"], eta_min=0.0)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0 - e / cfg["epochs"])
-        self.start_epoch, self.best_acc = 0, 0.0
+        self.start_epoch, self.best_acc = 0, None
 
     def state_dict(self, next_epoch: int) -> dict:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -177,10 +202,10 @@ class Trainer:
         set_rng_state(state["rng"])
         self.start_epoch, self.best_acc = state["epoch"], state["best_acc"]
 
-    def weights_payload(self) -> dict:
-        return {"arch": str(self.arch), "network": {k: self.cfg[k] for k in ("network", "channels", "layers")},
+    def weights_payload(self, selected_on: str | None = None) -> dict:
+        return {**genotype_payload(self.genotype), "family": self.cfg["family"], "network": self.cfg["network"],
                 "num_classes": self.num_classes, "data": self.cfg["data"]["name"],
-                "resolution": self.cfg["data"]["resolution"],
+                "resolution": self.cfg["data"]["resolution"], "selected_on": selected_on,
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     def train_epoch(self, epoch: int) -> dict:
@@ -221,30 +246,35 @@ class Trainer:
 
     def test(self) -> dict:
         r = evaluate_model(self.model, self.test_batches, self.cfg, self.device)
-        return {"test_loss": r["loss"], "test_acc": r["top1"], "test_top5": r["top5"]}
+        record = {"test_loss": r["loss"], "test_acc": r["top1"], "test_top5": r["top5"]}
+        if self.holdout_batches is not None:
+            record["holdout_acc"] = evaluate_model(self.model, self.holdout_batches, self.cfg, self.device)["top1"]
+        return record
 
     def run(self, stop_after: int | None = None) -> TrainResult:
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        selected_on = {"holdout": "holdout_acc", "test": "test_acc"}.get(cfg["selection"])
         for epoch in range(self.start_epoch, last):
             t0 = time.perf_counter()
             record = {"epoch": epoch + 1, **self.train_epoch(epoch), **self.test()}
             record["epoch_time"] = round(time.perf_counter() - t0, 3)
             append_jsonl(metrics_path, record)
-            if record["test_acc"] > self.best_acc or epoch == 0:
-                self.best_acc = max(self.best_acc, record["test_acc"])
-                atomic_torch_save(self.weights_payload(), self.run_dir / BEST)
+            if selected_on and (self.best_acc is None or record[selected_on] > self.best_acc):
+                self.best_acc = record[selected_on]
+                atomic_torch_save(self.weights_payload(cfg["selection"]), self.run_dir / BEST)
             atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
             if self.progress:
+                holdout = f" | holdout acc {record['holdout_acc']:.2f}" if "holdout_acc" in record else ""
                 print(f"epoch {record['epoch']}: train loss {record['train_loss']:.3f} acc {record['train_acc']:.1f} | "
-                      f"test loss {record['test_loss']:.3f} acc {record['test_acc']:.2f} | {record['epoch_time']:.1f}s",
-                      flush=True)
+                      f"test loss {record['test_loss']:.3f} acc {record['test_acc']:.2f}{holdout} | "
+                      f"{record['epoch_time']:.1f}s", flush=True)
         metrics = read_jsonl(metrics_path)
         if last == cfg["epochs"]:
             atomic_torch_save(self.weights_payload(), self.run_dir / FINAL)
         test_acc = metrics[-1]["test_acc"] if metrics else float("nan")
         return TrainResult(test_acc=test_acc, best_acc=self.best_acc, run_dir=self.run_dir, metrics=metrics,
-                           model=self.model)
+                           model=self.model, selected_on=None if selected_on is None else cfg["selection"])
 
 
 @torch.no_grad()
@@ -269,38 +299,40 @@ def evaluate_model(model: nn.Module, batches: BatchIterator, cfg: dict, device) 
             "images": seen}
 
 
-def train(arch, config: dict | str | Path | None = None, *, out: str | Path | None = None,
-          resume: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> TrainResult:
-    """Train ``arch`` (anything :func:`noisydarts.evaluation.load_arch` accepts) from scratch.
+def train(arch, config: dict | str | Path | None = None, *, overrides: list[str] | None = None,
+          out: str | Path | None = None, resume: str | Path | None = None, progress: bool = True,
+          stop_after: int | None = None) -> TrainResult:
+    """Train ``arch`` (anything :func:`noisydarts.models.resolve_genotype` accepts: a zoo name, a
+    run directory, a genotype.json, genotype text of any space) from scratch.
 
-    ``config``: a partial config dict or YAML file over :data:`DEFAULTS`. ``resume``: continue the
-    run in that directory (its own config and architecture). ``stop_after``: stop once that many
-    epochs are done, leaving a resumable run."""
-    from .evaluation import load_arch
-
+    ``config``: a partial config (dict or YAML file) over the recipe of the architecture's space;
+    ``overrides``: ``KEY=VALUE`` strings over that. ``resume``: continue the run in that directory
+    (its own config and architecture). ``stop_after``: stop once that many epochs are done,
+    leaving a resumable run."""
     if resume is not None:
-        if arch is not None or config is not None or out is not None:
+        if arch is not None or config is not None or overrides or out is not None:
             raise UserError("--resume continues a run with its own architecture and config: drop GENOTYPE/--set/--out")
         run_dir = Path(resume)
-        if not (run_dir / CHECKPOINT).is_file() or not (run_dir / "config.yaml").is_file():
-            raise UserError(f"--resume {run_dir}: no checkpoint.pt and config.yaml there; give a training run directory")
-        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        arch = load_arch((run_dir / "arch.txt").read_text().strip())
-        trainer = Trainer(arch, cfg, run_dir, progress)
+        if not all((run_dir / n).is_file() for n in (CHECKPOINT, "config.yaml", GENOTYPE_FILE)):
+            raise UserError(f"--resume {run_dir}: no checkpoint.pt, config.yaml and genotype.json there; "
+                            "give a training run directory")
+        genotype = resolve_genotype(run_dir)
+        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()), arch=genotype)
+        trainer = Trainer(genotype, cfg, run_dir, progress)
         trainer.load_state_dict(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False))
         records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["epoch"] <= trainer.start_epoch]
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         return trainer.run(stop_after)
 
-    arch = load_arch(arch)
-    cfg = config if isinstance(config, dict) and config.keys() == DEFAULTS.keys() else resolve_config(config)
+    genotype = resolve_genotype(arch)
+    cfg = resolve_config(config, overrides, arch=genotype)
     run_dir, created = new_run_dir(out, "train")
     try:
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        atomic_write_text(run_dir / "arch.txt", str(arch) + "\n")
-        trainer = Trainer(arch, cfg, run_dir, progress)
+        atomic_write_text(run_dir / GENOTYPE_FILE, json.dumps(genotype_payload(genotype), indent=1) + "\n")
+        trainer = Trainer(genotype, cfg, run_dir, progress)
     except BaseException:
-        for name in ("config.yaml", "arch.txt"):
+        for name in ("config.yaml", GENOTYPE_FILE):
             (run_dir / name).unlink(missing_ok=True)
         if created and not any(run_dir.iterdir()):
             run_dir.rmdir()
@@ -313,8 +345,6 @@ def train(arch, config: dict | str | Path | None = None, *, out: str | Path | No
 def load_trained(source: str | Path, num_classes: int | None = None) -> tuple[nn.Module, dict]:
     """The network in a weights file (``best.pt``/``weights.pt``) or a run directory (its
     ``weights.pt``, else ``best.pt``), in eval mode, and the file's payload."""
-    from .evaluation import load_arch
-
     path = Path(source)
     if path.is_dir():
         path = next((path / n for n in (FINAL, BEST) if (path / n).is_file()), None)
@@ -324,15 +354,15 @@ def load_trained(source: str | Path, num_classes: int | None = None) -> tuple[nn
         raise UserError(f"weights {source} not found: give a training run directory or a weights file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(payload, dict) or not {"arch", "network", "num_classes", "model"} <= set(payload):
+        if not isinstance(payload, dict) or not {"space", "genotype", "family", "network", "num_classes", "model"} <= set(payload):
             raise ValueError("missing entries")
     except Exception as e:
         raise UserError(f"{path} is not a noisydarts weights file ({type(e).__name__}): give best.pt or weights.pt of a training run") from e
     if num_classes is not None and num_classes != payload["num_classes"]:
         raise UserError(f"the weights in {path} classify {payload['num_classes']} classes but the data has {num_classes}: "
                         "evaluate on the dataset the network was trained on")
-    cfg = {**DEFAULTS, **payload["network"], "auxiliary": any(k.startswith("auxiliary_head") for k in payload["model"])}
-    model = build_model(load_arch(payload["arch"]), cfg, payload["num_classes"])
+    genotype = genotype_from_payload(payload, str(path))
+    model = space_of(genotype).build_network(genotype, payload["family"], payload["num_classes"], payload["network"])
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as e:

@@ -1,4 +1,4 @@
-"""Published DARTS-space genotypes, by name, with the figures their papers report.
+"""Published genotypes, by name, with the figures their papers report.
 
 The asset ``assets/genotypes.json`` is a verbatim copy of the team's data file
 (``shared/data/genotypes.json``): NoisyDARTS a-j from the NoisyDARTS reference release,
@@ -19,7 +19,6 @@ from functools import lru_cache
 from importlib import resources
 
 from .errors import UserError
-from .genotype import Genotype
 
 #: name -> (the parameter count the genotype actually gives, why the published one differs)
 PARAMS_NOTES = {
@@ -37,9 +36,12 @@ def _entries() -> dict:
 ZOO: tuple[str, ...] = tuple(_entries())
 
 
-def get(name: str) -> Genotype:
-    """The genotype called ``name`` (see :data:`ZOO`)."""
-    return Genotype.from_dict(entry(name)["genotype"])
+def get(name: str):
+    """The genotype called ``name`` (see :data:`ZOO`); an entry names its space (default darts)."""
+    from .spaces import genotype_from_payload
+
+    e = entry(name)
+    return genotype_from_payload({"space": e.get("space", "darts"), "genotype": e["genotype"]}, f"zoo entry {name}")
 
 
 def entry(name: str) -> dict:
@@ -56,8 +58,8 @@ def published(name: str) -> dict:
 
 def table(dataset: str = "cifar10") -> list[dict]:
     """One row per zoo genotype: published params / mult-adds / top-1 and the computed params
-    and mult-adds of its evaluation network (see :func:`noisydarts.evaluation.info`)."""
-    from .evaluation import info
+    and mult-adds of its evaluation network (see :func:`noisydarts.models.info`)."""
+    from .models import info
 
     rows = []
     for name in ZOO:

@@ -12,7 +12,13 @@ benchmark's DARTS baseline). One ``alpha_cell`` [6, 5] is shared by all cells.
 
 Derivation (:func:`derive`) is the benchmark's: per edge, the argmax over all ops, ``none``
 included, so every derived cell is one of the 15,625 rows of the ground-truth table and its
-accuracies are known instantly (:meth:`NB201Supernet.genotype_metrics`).
+accuracies are known instantly (:meth:`NB201Space.genotype_metrics`).
+
+Training a found cell (:meth:`NB201Space.recipe`) follows the benchmark's own protocol (Dong &
+Yang, NAS-Bench-201, ICLR 2020, Sec. 2.3 "training hyperparameters"): 200 epochs, batch 256, SGD
+with Nesterov momentum 0.9, lr 0.1 cosine-annealed to 0, weight decay 5e-4, random crop (padding
+4; 2 at 16x16) and flip, no auxiliary head, drop-path or cutout. The network is the benchmark's
+(C=16, N=5), so its parameter count equals the table's ``params_m``.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from ..errors import UserError
 from ..mixed import WEIGHTINGS, MixedEdge
 from ..nb201 import NB201_EDGES, NB201_OPS, NB201Arch
 from ..noise import SkipNoise
-from ..ops import ReLUConvBN, build_op
+from ..ops import ReLUConvBN, build_op, check_op_list
 from ..supernet import Supernet
+from .base import CellGraph, Space
 
 DEFAULTS = {
     "channels": 16,
@@ -115,11 +122,6 @@ class NB201Supernet(Supernet, _Skeleton):
     def genotype(self) -> NB201Arch:
         return derive(self.arch_weights()["cell"], self.op_names)
 
-    def genotype_metrics(self, arch: NB201Arch) -> dict:
-        r = bench.lookup(arch)
-        return {"nb201_index": r.index, "cifar10_test": r.cifar10_test, "cifar100_test": r.cifar100_test,
-                "imagenet16_test": r.imagenet16_test, "skip_count": arch.count("skip_connect")}
-
 
 class NB201Network(_Skeleton):
     """The stand-alone NB201 network of one cell (affine BN with running statistics), as the
@@ -158,8 +160,6 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> NB201Supernet:
 
 
 def validate(cfg: dict) -> None:
-    from ..ops import check_op_list
-
     space = cfg["space"]
     check_op_list(space["ops"], NB201_OPS)
     for key in ("channels", "cells_per_stage"):
@@ -167,3 +167,86 @@ def validate(cfg: dict) -> None:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")
     if space["channels"] % cfg["edge"]["partial_channels"]:
         raise UserError(f"space.channels={space['channels']} must be divisible by edge.partial_channels")
+
+
+# --- the space --------------------------------------------------------------------------------
+
+#: All-skip cell (the collapse) and the best cell of the table, for scale (CIFAR-10 test %).
+ALL_SKIP = NB201Arch(("skip_connect",) * len(NB201_EDGES))
+
+
+class NB201Space(Space):
+    name = "nb201"
+    description = "NAS-Bench-201: 6 mixed edges of 5 ops in one shared cell; every cell's accuracy is known"
+    DEFAULTS = DEFAULTS
+    genotype_types = (NB201Arch,)
+    families = ("cifar", "imagenet16")
+    TINY = {"space": {"channels": 4, "cells_per_stage": 1}, "network": {"channels": 4, "cells_per_stage": 1}}
+
+    def validate(self, cfg: dict) -> None:
+        validate(cfg)
+
+    def build_supernet(self, cfg: dict, num_classes: int, in_channels: int = 3):
+        return build(cfg, num_classes, in_channels)
+
+    def genotype_metrics(self, arch: NB201Arch) -> dict:
+        r = bench.lookup(arch)
+        return {"nb201_index": r.index, "cifar10_test": r.cifar10_test, "cifar100_test": r.cifar100_test,
+                "imagenet16_test": r.imagenet16_test, "skip_count": arch.count("skip_connect")}
+
+    def describe(self, arch: NB201Arch) -> str:
+        best = max(bench.table(), key=lambda r: r.cifar10_test)
+        return (bench.format_result(bench.lookup(arch)) + "\n"
+                f"(the benchmark's 200-epoch test accuracies of this cell; for scale, on CIFAR-10 the best cell reaches "
+                f"{best.cifar10_test:.2f} % and the all-skip collapse {bench.lookup(ALL_SKIP).cifar10_test:.2f} %)")
+
+    # --- genotypes ---
+    def parse(self, text: str):
+        return NB201Arch.parse(text) if text.lstrip().startswith("|") else None
+
+    def to_json(self, arch: NB201Arch):
+        return str(arch)
+
+    def from_json(self, data, type_name: str | None = None):
+        if isinstance(data, str):
+            return NB201Arch.parse(data)
+        return NB201Arch.from_ops(data)
+
+    # --- evaluation network ---
+    def network_defaults(self, family: str) -> dict:
+        self.check_family(family)
+        return {"channels": 16, "cells_per_stage": 5}
+
+    def recipe(self, family: str) -> dict:
+        # NAS-Bench-201 (Dong & Yang, 2020), Sec. 2.3: the same hyperparameters for every dataset.
+        return {"epochs": 200, "batch_size": 256, "lr": 0.1, "lr_schedule": "cosine", "momentum": 0.9,
+                "nesterov": True, "weight_decay": 5e-4, "grad_clip": None, "label_smoothing": 0.0,
+                "auxiliary_weight": 0.0, "drop_path_prob": 0.0,
+                "data": {"crop_padding": 2 if family == "imagenet16" else 4, "flip": True, "cutout": 0,
+                         "resolution": 16 if family == "imagenet16" else 32}}
+
+    def validate_network(self, network: dict, family: str) -> None:
+        for key in ("channels", "cells_per_stage"):
+            if not (isinstance(network[key], int) and network[key] >= 1):
+                raise UserError(f"network.{key} must be a positive integer, got {network[key]!r}")
+
+    def build_network(self, arch, family: str, num_classes: int, network: dict | None = None, in_channels: int = 3):
+        self.check_genotype(arch)
+        net = self.merge_network(self.network_defaults(family), network)
+        self.validate_network(net, family)
+        return NB201Network(arch, num_classes, net["channels"], net["cells_per_stage"], in_channels)
+
+    # --- pictures ---
+    def edge_labels(self, space_cfg: dict, kind: str, num_rows: int) -> list[str]:
+        return [f"{t} \u2190 {s}" for t, s in NB201_EDGES]
+
+    def cell_graphs(self, arch: NB201Arch) -> list[CellGraph]:
+        # Nodes on a line: neighbours joined straight, 0->2 and 0->3 bow above, 1->3 below.
+        positions = {str(i): (2.4 * i, 0.0) for i in range(4)}
+        bend = {("0", "2"): -0.5, ("0", "3"): -0.5, ("1", "3"): 0.5, ("0", "1"): 0.0, ("1", "2"): 0.0, ("2", "3"): 0.0}
+        edges = [(str(s), str(t), op) for (t, s), op in zip(NB201_EDGES, arch.ops)]
+        title = f"NAS-Bench-201 cell (node 0 = input, 3 = output; dashed = none)\n{arch}"
+        return [CellGraph(title, positions, edges, inputs=("0",), outputs=("3",), bend=bend)]
+
+
+SPACE = NB201Space()

@@ -1,4 +1,4 @@
-"""The DARTS cell search space (Liu et al., 2019), as searched by NoisyDARTS.
+"""The DARTS cell space's supernet and derivation (Liu et al., 2019), as searched by NoisyDARTS.
 
 Supernet: a 3x3 stem conv to ``3C`` channels + BN, then ``layers`` cells with reduction cells at
 1/3 and 2/3 of the depth (channels doubled there), global average pooling and a linear
@@ -23,13 +23,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UserError
-from ..genotype import Genotype
-from ..heads import AuxiliaryHead
-from ..mixed import WEIGHTINGS, MixedEdge
-from ..noise import SkipNoise
-from ..ops import DARTS_OPS, NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN
-from ..supernet import Supernet
+from ...errors import UserError
+from ...heads import AuxiliaryHead
+from ...mixed import WEIGHTINGS, MixedEdge
+from ...noise import SkipNoise
+from ...ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
+from ...supernet import Supernet
+from .genotype import Genotype
 
 DEFAULTS = {
     "channels": 16,
@@ -155,10 +155,6 @@ class DartsSupernet(Supernet):
         w = self.arch_weights()
         return derive(w["normal"], w["reduce"], self.op_names, self.edge_list)
 
-    def genotype_metrics(self, genotype: Genotype) -> dict:
-        return {"skip_normal": genotype.count("skip_connect", "normal"),
-                "skip_reduce": genotype.count("skip_connect", "reduce")}
-
 
 def _derive_cell(weights: torch.Tensor, op_names, edge_list, keep: int = 2) -> list[tuple[str, int]]:
     weights = torch.as_tensor(weights, dtype=torch.float64)
@@ -213,8 +209,6 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
 
 
 def validate(cfg: dict) -> None:
-    from ..ops import check_op_list
-
     space = cfg["space"]
     check_op_list(space["ops"])
     if space["edges"] not in EDGES:
@@ -226,181 +220,3 @@ def validate(cfg: dict) -> None:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")
     if space["channels"] % (2 * cfg["edge"]["partial_channels"]):
         raise UserError(f"space.channels={space['channels']} must be even and divisible by edge.partial_channels")
-
-
-# =============================================================================================
-# Evaluation networks: a genotype trained from scratch (the DARTS evaluation protocol)
-# =============================================================================================
-#
-# The discrete cell of a genotype, stacked into the networks the papers train: the CIFAR network
-# (NoisyDARTS Sec. 4.2 / DARTS Sec. 3.2: C=36, 20 cells, auxiliary head, drop-path) and the
-# ImageNet network of the mobile setting (C=48, 14 cells, three stride-2 stem convs). All BNs are
-# affine; ops come from the same registry as the search cells (``ops.build_op``), so their
-# parameters are exactly the DARTS release's. Forward convention: in training mode the networks
-# return ``(logits, aux_logits)`` (``aux_logits`` is None without an auxiliary head); in eval
-# mode they return ``logits`` only (what evaluation, TorchScript and ONNX export see).
-
-
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples of a branch with probability ``drop_prob`` and rescale the rest
-    (FractalNet drop-path as used by DARTS). Draws from the global RNG, so a run with its RNG
-    state restored (checkpoints) drops the same paths."""
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x * mask / keep
-
-
-class Cell(nn.Module):
-    """One discrete DARTS cell compiled from a genotype: each intermediate node sums two ops
-    applied to earlier nodes; the output concatenates the ``concat`` nodes."""
-
-    def __init__(self, genotype: Genotype, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool):
-        super().__init__()
-        self.reduction = reduction
-        self.preprocess0 = FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
-        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
-        edges = genotype.reduce if reduction else genotype.normal
-        self.concat = list(genotype.reduce_concat if reduction else genotype.normal_concat)
-        self._compile(C, edges, reduction)
-
-    def _compile(self, C: int, edges, reduction: bool) -> None:
-        from ..ops import build_op
-
-        self.op_names = [op for op, _ in edges]
-        self.inputs = [j for _, j in edges]
-        self.steps = len(edges) // 2
-        # Only edges leaving the cell inputs stride in a reduction cell.
-        self.ops = nn.ModuleList(build_op(op, C, 2 if reduction and j < 2 else 1, affine=True) for op, j in edges)
-        # DARTS exempts identities from drop-path (a dropped identity would just be a missing skip).
-        self.droppable = [not isinstance(op, nn.Identity) for op in self.ops]
-        self.multiplier = len(self.concat)
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for i in range(self.steps):
-            node = None
-            for k in (2 * i, 2 * i + 1):
-                h = self.ops[k](states[self.inputs[k]])
-                if self.training and drop_prob > 0 and self.droppable[k]:
-                    h = drop_path(h, drop_prob)
-                node = h if node is None else node + h
-            states.append(node)
-        return torch.cat([states[i] for i in self.concat], dim=1)
-
-
-class AuxiliaryHeadCIFAR(nn.Module):
-    """DARTS' auxiliary classifier on the 8x8 maps after the second reduction."""
-
-    def __init__(self, C: int, num_classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
-            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
-
-
-class AuxiliaryHeadImageNet(nn.Module):
-    """DARTS' ImageNet auxiliary classifier on the 14x14 maps (no BN after the 768 conv, as in
-    the DARTS release's experiments)."""
-
-    def __init__(self, C: int, num_classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),
-            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False), nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
-
-
-class _EvalNetwork(nn.Module):
-    """Shared body: a stack of cells (reductions at 1/3 and 2/3 of the depth), optional
-    auxiliary head after the second reduction, global pooling and a linear classifier."""
-
-    aux_head_type: type = AuxiliaryHeadCIFAR
-
-    def _build_cells(self, genotype: Genotype, num_classes: int, C_pp: int, C_p: int, C: int, layers: int,
-                     reduction_prev: bool, auxiliary: bool) -> None:
-        self.genotype = genotype
-        self.cells = nn.ModuleList()
-        self.aux_index = 2 * layers // 3
-        C_aux = None
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C *= 2
-            cell = Cell(genotype, C_pp, C_p, C, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C
-            if i == self.aux_index:
-                C_aux = C_p
-        self.auxiliary_head = self.aux_head_type(C_aux, num_classes) if auxiliary else None
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_p, num_classes)
-        self.num_classes = num_classes
-
-    def _cells_forward(self, s0: torch.Tensor, s1: torch.Tensor):
-        aux_logits = None
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.aux_index and self.auxiliary_head is not None and self.training:
-                aux_logits = self.auxiliary_head(s1)
-        logits = self.classifier(self.global_pooling(s1).flatten(1))
-        return (logits, aux_logits) if self.training else logits
-
-
-class NetworkCIFAR(_EvalNetwork):
-    """The CIFAR evaluation network of DARTS: 3x3 stem conv to 3C + BN, ``layers`` cells."""
-
-    def __init__(self, genotype: Genotype, num_classes: int, channels: int = 36, layers: int = 20,
-                 auxiliary: bool = True, drop_path_prob: float = 0.2, in_channels: int = 3):
-        super().__init__()
-        if layers < 3:
-            raise UserError(f"an evaluation network needs at least 3 layers (two are reductions), got {layers}")
-        self.drop_path_prob = drop_path_prob
-        C_stem = 3 * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
-        self._build_cells(genotype, num_classes, C_stem, C_stem, channels, layers, False, auxiliary)
-
-    def forward(self, x: torch.Tensor):
-        s = self.stem(x)
-        return self._cells_forward(s, s)
-
-
-class NetworkImageNet(_EvalNetwork):
-    """The ImageNet network of the mobile setting (DARTS Sec. 3.3): three stride-2 3x3 stem
-    convs (224 -> 28), ``layers`` cells, no drop-path by default."""
-
-    aux_head_type = AuxiliaryHeadImageNet
-
-    def __init__(self, genotype: Genotype, num_classes: int = 1000, channels: int = 48, layers: int = 14,
-                 auxiliary: bool = True, drop_path_prob: float = 0.0, in_channels: int = 3):
-        super().__init__()
-        if layers < 3:
-            raise UserError(f"an evaluation network needs at least 3 layers (two are reductions), got {layers}")
-        self.drop_path_prob = drop_path_prob
-        C = channels
-        self.stem0 = nn.Sequential(
-            nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C),
-        )
-        self.stem1 = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
-                                   nn.BatchNorm2d(C))
-        self._build_cells(genotype, num_classes, C, C, C, layers, True, auxiliary)
-
-    def forward(self, x: torch.Tensor):
-        s0 = self.stem0(x)
-        s1 = self.stem1(s0)
-        return self._cells_forward(s0, s1)

@@ -10,16 +10,16 @@ form the literature prints (the DARTS release's ``namedtuple`` repr)::
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-from .errors import UserError
-from .ops import OPS
+from ...errors import UserError
+from ...ops import OPS
+from ..base import parse_literal_call
 
 Edge = tuple[str, int]
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+EXAMPLE = "Genotype(normal=[(op, input), ...], normal_concat=[...], reduce=[...], reduce_concat=[...])"
 
 
 @dataclass(frozen=True)
@@ -80,23 +80,24 @@ class Genotype:
     @classmethod
     def parse(cls, text: str) -> "Genotype":
         """Parse the literature's text form (``range(2, 6)`` is accepted for the concat lists)."""
-        try:
-            call = ast.parse(text.strip(), mode="eval").body
-        except SyntaxError as e:
-            raise UserError(f"cannot parse genotype text ({e.msg}): expected Genotype(normal=[...], ...)") from e
-        if not (isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) == "Genotype"):
-            raise UserError("genotype text must look like Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])")
-        values = {}
-        for kw in call.keywords:
-            node = kw.value
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "range":
-                values[kw.arg] = list(range(*[ast.literal_eval(a) for a in node.args]))
-            else:
-                try:
-                    values[kw.arg] = ast.literal_eval(node)
-                except ValueError as e:
-                    raise UserError(f"genotype field {kw.arg!r} is not a literal list") from e
-        return cls.from_dict(values)
+        return cls.from_dict(parse_literal_call(text, "Genotype", EXAMPLE))
+
+    # --- what the evaluation networks ask ------------------------------------------------------
+    def nodes_of(self, kind: str) -> list[list[Edge]]:
+        """The ``(op, input)`` pairs of each intermediate node of the ``normal`` or ``reduce`` cell."""
+        edges = self.cell(kind)
+        return [list(edges[2 * i: 2 * i + 2]) for i in range(len(edges) // 2)]
+
+    def cell_genes(self, layers: int) -> list[tuple[list, tuple[int, ...], bool]]:
+        """One ``(nodes, concat, reduction)`` per cell of a ``layers``-cell network: reduction
+        cells at 1/3 and 2/3 of the depth, normal cells elsewhere (DARTS)."""
+        from .network import reduction_layers
+
+        out = []
+        for i in range(layers):
+            kind = "reduce" if i in reduction_layers(layers) else "normal"
+            out.append((self.nodes_of(kind), getattr(self, kind + "_concat"), kind == "reduce"))
+        return out
 
 
 def _validate_cell(cell: str, edges: tuple[Edge, ...], concat: tuple[int, ...]) -> None:
@@ -114,50 +115,3 @@ def _validate_cell(cell: str, edges: tuple[Edge, ...], concat: tuple[int, ...]) 
     for i in concat:
         if not 0 <= i < nodes + 2:
             raise UserError(f"{cell}_concat names node {i}: nodes are 0..{nodes + 1}")
-
-
-def load_genotype(source: str | Path) -> Genotype:
-    """Read a genotype from a ``.json`` file (or a search run directory's genotype.json),
-    a text file holding the literature form, or that text itself."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / "genotype.json"
-        if not path.is_file():
-            raise UserError(f"{source} has no genotype.json: give a finished search run directory or a genotype file")
-    if path.is_file():
-        text = path.read_text()
-    elif str(source).lstrip().startswith(("Genotype", "{")):
-        text = str(source)
-    else:
-        raise UserError(f"genotype {source} not found: give a genotype.json, a run directory or Genotype(...) text")
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"malformed genotype file {source}: {e.msg} at line {e.lineno}") from e
-        return Genotype.from_dict(data.get("genotype", data) if isinstance(data, dict) else data)
-    return Genotype.parse(text)
-
-
-def load_any_genotype(source: str | Path):
-    """Like :func:`load_genotype`, but also recognises NAS-Bench-201 cells: an arch string
-    ``|op~0|+...``, or a genotype.json / run directory of an ``nb201`` search. Returns a
-    :class:`Genotype` or a :class:`noisydarts.nb201.NB201Arch`."""
-    from .nb201 import NB201Arch
-
-    text = str(source).strip()
-    if text.startswith("|"):
-        return NB201Arch.parse(text)
-    path = Path(source)
-    if path.is_dir():
-        path = path / "genotype.json"
-    if path.is_file() and path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"malformed genotype file {path}: {e.msg} at line {e.lineno}") from e
-        if isinstance(data, dict) and data.get("space") == "nb201":
-            return NB201Arch.parse(str(data.get("genotype", "")))
-    elif path.is_file() and path.read_text().strip().startswith("|"):
-        return NB201Arch.parse(path.read_text())
-    return load_genotype(source)

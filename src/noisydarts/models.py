@@ -1,0 +1,103 @@
+"""Architectures as users name them, and the networks built from them.
+
+Every command that takes an architecture (``train``, ``info``, ``nb201 lookup``, ...) resolves it
+here, through the space registry, from any of:
+
+* a zoo name (``noisydarts_a``, see :mod:`noisydarts.zoo`);
+* a search or training run directory (its ``genotype.json``);
+* a genotype.json file, or a text file holding a genotype;
+* genotype text in any space's format (``Genotype(...)``, an NB201 string ``|op~0|+...``, ...);
+* a genotype object.
+
+:func:`create_model` is the factory (in the spirit of ``timm.create_model``)::
+
+    import noisydarts
+    net = noisydarts.create_model("noisydarts_a", dataset="cifar10")        # DARTS CIFAR network, 3.26 M
+    net = noisydarts.create_model("|nor_conv_3x3~0|+...", dataset="cifar100")  # the NB201 benchmark network
+    print(noisydarts.info("runs/my-search"))                               # {"params_m": ..., "multadds_m": ...}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import ARCH_FORMS, UserError
+from .spaces import dataset_spec, genotype_from_payload, parse_genotype, space_of
+
+GENOTYPE_FILE = "genotype.json"
+
+
+def _path(source) -> Path | None:
+    """``source`` as an existing path, or None (long genotype text is no file name)."""
+    try:
+        path = Path(source).expanduser()
+        return path if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_genotype_file(path: Path):
+    """The genotype in a genotype.json (any space) or in a text file holding its text form."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file: give a genotype.json written by noisydarts or a genotype's text") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}): check the path and its permissions") from e
+    if text.lstrip().startswith("{"):
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"malformed genotype file {path}: {e.msg} at line {e.lineno}") from e
+        return genotype_from_payload(payload, str(path))
+    return parse_genotype(text.strip())
+
+
+def resolve_genotype(source):
+    """The genotype ``source`` names (see the module docstring for the forms)."""
+    from . import zoo
+
+    try:
+        space_of(source)
+        return source  # already a genotype of a registered space
+    except UserError:
+        pass
+    text = str(source).strip()
+    if text in zoo.ZOO:
+        return zoo.get(text)
+    path = _path(text)
+    if path is not None and path.is_dir():
+        file = path / GENOTYPE_FILE
+        if not file.is_file():
+            raise UserError(f"{path} has no {GENOTYPE_FILE}: give a finished search or training run directory "
+                            "(an interrupted search can be finished with `noisydarts search --resume`)")
+        return read_genotype_file(file)
+    if path is not None:
+        return read_genotype_file(path)
+    if not text:
+        raise UserError(f"no architecture given: give {ARCH_FORMS}")
+    looks_like_text = any(c in text for c in "(|[")
+    if not looks_like_text:
+        raise UserError(f"architecture {text!r} not found: give {ARCH_FORMS}; the zoo has {', '.join(zoo.ZOO)}")
+    return parse_genotype(text)
+
+
+def create_model(arch, dataset: str = "cifar10", *, num_classes: int | None = None, family: str | None = None,
+                 in_channels: int = 3, **network):
+    """The evaluation network of ``arch`` for ``dataset`` (cifar10, cifar100, imagenet,
+    imagenet16-120), with its space's default size for that dataset family unless ``network``
+    keys (e.g. ``channels=16, layers=8``) say otherwise. ``family`` overrides the dataset's family;
+    ``num_classes`` its number of classes."""
+    genotype = resolve_genotype(arch)
+    classes, dataset_family = dataset_spec(dataset)
+    return space_of(genotype).build_network(genotype, family or dataset_family, num_classes or classes, network,
+                                            in_channels)
+
+
+def info(arch, dataset: str = "cifar10") -> dict:
+    """``{"params_m", "multadds_m"}`` of the evaluation network of ``arch`` on ``dataset``, as the
+    papers count them (parameters without auxiliary heads; mult-adds of one image at the
+    family's resolution)."""
+    genotype = resolve_genotype(arch)
+    return space_of(genotype).info(genotype, dataset)
