@@ -7,6 +7,8 @@ genotype back, sizes it, trains and evaluates its network for a few steps and ex
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +21,10 @@ from noisydarts.models import create_model, info, resolve_genotype
 from noisydarts.spaces import SPACES, count_params, genotype_payload, get_space, parse_genotype, space_of
 from noisydarts.spaces.amended import CellwiseGenotype
 from noisydarts.train import evaluate, export, load_trained, resolve_config, train
+
+# The README's "Adding a search space" example: registering it is all it takes to be tested below.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import examples.chain_space  # noqa: E402,F401
 
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 GOOD_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -48,6 +54,12 @@ def test_every_space_from_search_to_export(name, tmp_path):
         assert resolve_genotype(form) == genotype
     assert parse_genotype(str(genotype)) == genotype
     assert space.from_json(json.loads(json.dumps(space.to_json(genotype)))) == genotype
+
+    # the space draws its cells and names its alpha rows for the plots
+    from noisydarts.plots import plot_run
+
+    pngs = {p.name for p in plot_run(tmp_path / "search") if p.suffix == ".png"}
+    assert {"cells.png", "dominant_ops.png"} <= pngs and any(n.startswith("alpha_") for n in pngs)
 
     # info sizes the space's own evaluation network
     family = space.families[0]

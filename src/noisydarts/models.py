@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from .errors import ARCH_FORMS, UserError
-from .spaces import dataset_spec, genotype_from_payload, parse_genotype, space_of
+from .spaces import claim_genotype, dataset_spec, genotype_from_payload, parse_genotype, space_of
 
 GENOTYPE_FILE = "genotype.json"
 
@@ -75,12 +75,11 @@ def resolve_genotype(source):
         return read_genotype_file(file)
     if path is not None:
         return read_genotype_file(path)
-    if not text:
-        raise UserError(f"no architecture given: give {ARCH_FORMS}")
-    looks_like_text = any(c in text for c in "(|[")
-    if not looks_like_text:
-        raise UserError(f"architecture {text!r} not found: give {ARCH_FORMS}; the zoo has {', '.join(zoo.ZOO)}")
-    return parse_genotype(text)
+    genotype = claim_genotype(text) if text else None
+    if genotype is None:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise UserError(f"architecture {shown!r} not found: give {ARCH_FORMS}; the zoo has {', '.join(zoo.ZOO)}")
+    return genotype
 
 
 def create_model(arch, dataset: str = "cifar10", *, num_classes: int | None = None, family: str | None = None,

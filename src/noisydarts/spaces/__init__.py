@@ -44,14 +44,23 @@ def space_of(genotype) -> Space:
     raise UserError(f"{type(genotype).__name__} is not a genotype of any search space ({', '.join(SPACES)})")
 
 
+def claim_genotype(text: str):
+    """The genotype ``text`` writes in some space's text form, or None if no space claims it
+    (text a space claims but finds malformed raises that space's UserError)."""
+    for space in SPACES.values():
+        genotype = space.parse(str(text))
+        if genotype is not None:
+            return genotype
+    return None
+
+
 def parse_genotype(text: str):
     """A genotype from its text form in any space's format (DARTS ``Genotype(...)``, an NB201 arch
     string ``|op~0|+...``, ``CellwiseGenotype(...)``, ...)."""
     text = str(text)
-    for space in SPACES.values():
-        genotype = space.parse(text)
-        if genotype is not None:
-            return genotype
+    genotype = claim_genotype(text)
+    if genotype is not None:
+        return genotype
     shown = text if len(text) <= 60 else text[:57] + "..."
     raise UserError(f"{shown!r} is not a genotype in any space's text form "
                     "(Genotype(...), an NB201 string |op~0|+..., CellwiseGenotype(...), ...)")
@@ -85,5 +94,5 @@ for _module in (darts, nb201, amended):
     register_space(_module.SPACE)
 
 __all__ = ["DATASETS", "FAMILIES", "SPACES", "CellGraph", "Space", "build_supernet", "count_multadds", "count_params",
-           "dataset_spec", "genotype_from_payload", "genotype_payload", "get_space", "parse_genotype",
+           "claim_genotype", "dataset_spec", "genotype_from_payload", "genotype_payload", "get_space", "parse_genotype",
            "register_space", "space_of"]
