@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .literals import genotype_fields, literal
 from .ops import OPS
+from .runs import path_kind, read_text
+
+_WHAT = "a genotype.json, a search run directory or a text file holding Genotype(...)"
 
 Edge = tuple[str, int]
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
@@ -61,8 +65,8 @@ class Genotype:
         if not isinstance(d, dict) or any(k not in d for k in _FIELDS):
             raise UserError(f"a genotype needs the keys {', '.join(_FIELDS)}")
         try:
-            return cls(**{k: tuple(tuple(e) if k in ("normal", "reduce") else e for e in d[k]) for k in _FIELDS})
-        except (TypeError, ValueError) as e:
+            return cls(**genotype_fields(d, _FIELDS))
+        except (TypeError, ValueError, OverflowError) as e:
             raise UserError(f"malformed genotype ({e}): each edge is [op_name, input_index]") from e
 
     def to_json(self) -> str:
@@ -79,24 +83,18 @@ class Genotype:
 
     @classmethod
     def parse(cls, text: str) -> "Genotype":
-        """Parse the literature's text form (``range(2, 6)`` is accepted for the concat lists)."""
+        """Parse the literature's text form (``range(2, 6)`` is accepted for the concat lists);
+        values are read as literals (:mod:`noisydarts.literals`), never evaluated."""
         try:
             call = ast.parse(text.strip(), mode="eval").body
-        except SyntaxError as e:
-            raise UserError(f"cannot parse genotype text ({e.msg}): expected Genotype(normal=[...], ...)") from e
+        except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+            raise UserError(f"cannot parse genotype text ({getattr(e, 'msg', None) or type(e).__name__}): "
+                            "expected Genotype(normal=[...], ...)") from e
         if not (isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) == "Genotype"):
             raise UserError("genotype text must look like Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])")
-        values = {}
-        for kw in call.keywords:
-            node = kw.value
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "range":
-                values[kw.arg] = list(range(*[ast.literal_eval(a) for a in node.args]))
-            else:
-                try:
-                    values[kw.arg] = ast.literal_eval(node)
-                except ValueError as e:
-                    raise UserError(f"genotype field {kw.arg!r} is not a literal list") from e
-        return cls.from_dict(values)
+        if call.args or any(kw.arg not in _FIELDS for kw in call.keywords):
+            raise UserError(f"genotype text takes the fields {', '.join(_FIELDS)} by name, e.g. Genotype(normal=[...], ...)")
+        return cls.from_dict({kw.arg: literal(kw.value, kw.arg) for kw in call.keywords})
 
 
 def _validate_cell(cell: str, edges: tuple[Edge, ...], concat: tuple[int, ...]) -> None:
@@ -120,12 +118,12 @@ def load_genotype(source: str | Path) -> Genotype:
     """Read a genotype from a ``.json`` file (or a search run directory's genotype.json),
     a text file holding the literature form, or that text itself."""
     path = Path(source)
-    if path.is_dir():
+    if path_kind(path) == "dir":
         path = path / "genotype.json"
-        if not path.is_file():
+        if path_kind(path) != "file":
             raise UserError(f"{source} has no genotype.json: give a finished search run directory or a genotype file")
-    if path.is_file():
-        text = path.read_text()
+    if path_kind(path) == "file":
+        text = read_text(path, _WHAT)
     elif str(source).lstrip().startswith(("Genotype", "{")):
         text = str(source)
     else:
@@ -135,6 +133,8 @@ def load_genotype(source: str | Path) -> Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"malformed genotype file {source}: {e.msg} at line {e.lineno}") from e
+        except RecursionError as e:
+            raise UserError(f"malformed genotype file {source}: nested too deeply") from e
         return Genotype.from_dict(data.get("genotype", data) if isinstance(data, dict) else data)
     return Genotype.parse(text)
 
@@ -149,15 +149,17 @@ def load_any_genotype(source: str | Path):
     if text.startswith("|"):
         return NB201Arch.parse(text)
     path = Path(source)
-    if path.is_dir():
+    if path_kind(path) == "dir":
         path = path / "genotype.json"
-    if path.is_file() and path.suffix == ".json":
+    if path_kind(path) == "file" and path.suffix == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path, _WHAT))
         except json.JSONDecodeError as e:
             raise UserError(f"malformed genotype file {path}: {e.msg} at line {e.lineno}") from e
+        except RecursionError as e:
+            raise UserError(f"malformed genotype file {path}: nested too deeply") from e
         if isinstance(data, dict) and data.get("space") == "nb201":
             return NB201Arch.parse(str(data.get("genotype", "")))
-    elif path.is_file() and path.read_text().strip().startswith("|"):
-        return NB201Arch.parse(path.read_text())
+    elif path_kind(path) == "file" and read_text(path, _WHAT).strip().startswith("|"):
+        return NB201Arch.parse(read_text(path, _WHAT))
     return load_genotype(source)
