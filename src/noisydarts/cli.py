@@ -2,12 +2,15 @@
 
 Every subcommand parses its flags, calls one API function and prints the result. Errors the
 user can fix (:class:`~noisydarts.errors.UserError`) are printed as one line with exit code 2;
-``--debug`` shows the traceback instead.
+a run that diverged (:class:`~noisydarts.guard.Diverged`) exits with code 3; ``--debug`` shows
+the traceback instead. Nothing here imports torch before a command runs, so ``--help`` and
+``presets`` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .errors import UserError
@@ -33,7 +36,10 @@ def run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
                    help="override any config value, e.g. --set epochs=10 (repeatable)")
     p.add_argument("--out", metavar="DIR", help=f"run directory (default {default_out}); never an existing non-empty one")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (YAML) and exit without running (with --resume: the run's)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or per-epoch lines (the bar is drawn only on a terminal anyway)")
 
 
 # --- search -------------------------------------------------------------------------------------
@@ -60,8 +66,8 @@ def search_config(args) -> dict:
         overrides.append("plots=false")
     if getattr(args, "tensorboard", False):
         overrides.append("tensorboard=true")
-    preset = args.preset or (None if args.config else DEFAULT_PRESET)
-    return config.resolve(preset, args.config, overrides)
+    # The layers are always: a preset (the default one unless --preset), then --config, then --set.
+    return config.resolve(args.preset or DEFAULT_PRESET, args.config, overrides)
 
 
 def _cmd_search(args) -> int:
@@ -71,25 +77,67 @@ def _cmd_search(args) -> int:
         if args.preset or args.config or args.overrides or args.data or args.out or args.no_plots or args.tensorboard:
             raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--data/--out"
                             "/--no-plots/--tensorboard")
+        if args.print_config:
+            return _print_run_config(args.resume, "search")
         result = search(resume=args.resume, progress=not args.no_progress)
     else:
         cfg = search_config(args)
-        label = args.preset or (DEFAULT_PRESET if not args.config else "search")
+        if args.print_config:
+            from .config import dump
+
+            print(dump(cfg), end="")
+            return 0
+        label = args.preset or DEFAULT_PRESET
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
-    print(f"genotype: {result.genotype}")
-    _print_benchmark(result.genotype)
+    if not _print_benchmark(result.genotype):
+        print(f"genotype: {result.genotype}")
     print(f"run directory: {result.run_dir}")
     if (result.run_dir / "report.html").is_file():
         print(f"report: {result.run_dir / 'report.html'}")
     return 0
 
 
-def _print_benchmark(genotype) -> None:
-    """A cell of a space with a ground-truth table (NAS-Bench-201) ends with its accuracies."""
+def _print_run_config(run_dir, command: str) -> int:
+    """``--resume DIR --print-config``: the config the run continues with, as resolved."""
+    from .config import dump
+    from .runs import read_run_config, resume_dir
+
+    if command == "search":
+        from .config import resolve
+
+        def resolver(raw):
+            return resolve(config_file=raw)
+    else:
+        from .train import resolve_config as resolver
+    cfg, provenance = read_run_config(resume_dir(run_dir, command), command, resolver)
+    print(dump(cfg, provenance or None), end="")
+    return 0
+
+
+def _print_benchmark(genotype) -> bool:
+    """A cell of a space with a ground-truth table (NAS-Bench-201) ends with its accuracies, said
+    for what they are: the benchmark's, after its own 200-epoch training, with the best cell and
+    the all-skip collapse for scale. Returns whether it printed (the cell included)."""
     from . import nb201
 
-    if isinstance(genotype, nb201.NB201Arch):
-        print(nb201.format_result(nb201.lookup(genotype)))
+    if not isinstance(genotype, nb201.NB201Arch):
+        return False
+    print(format_nb201_result(nb201.lookup(genotype)))
+    return True
+
+
+def format_nb201_result(r) -> str:
+    from . import nb201
+
+    best = max(nb201.table(), key=lambda row: row.cifar10_test)
+    skip = nb201.lookup("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|")
+    return "\n".join([
+        f"found cell:      {r.arch}  (NAS-Bench-201 index {r.index})",
+        "NAS-Bench-201 test accuracy of this cell trained by the benchmark (200 epochs; not measured by this search):",
+        f"  CIFAR-10 {r.cifar10_test:.2f} %, CIFAR-100 {r.cifar100_test:.2f} %, ImageNet16-120 {r.imagenet16_test:.2f} %",
+        f"  for scale, CIFAR-10: the best cell {best.cifar10_test:.2f} %, the all-skip_connect cell (collapse) "
+        f"{skip.cifar10_test:.2f} %",
+    ])
 
 
 # --- nb201 --------------------------------------------------------------------------------------
@@ -98,7 +146,7 @@ def _add_nb201(sub) -> None:
     p = sub.add_parser("nb201", help="NAS-Bench-201 ground truth", description="NAS-Bench-201 ground truth.")
     nb_sub = p.add_subparsers(dest="nb201_command", required=True, parser_class=_Parser, metavar="COMMAND")
     q = nb_sub.add_parser("lookup", help="benchmark accuracies of a cell",
-                          description="Print the NAS-Bench-201 index, test accuracies, params and FLOPs of a cell.")
+                          description="Print the NAS-Bench-201 index, test accuracies, params and mult-adds of a cell.")
     q.add_argument("arch", metavar="ARCH", help="a cell string, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                    "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'")
     q.add_argument("--json", action="store_true", help="print a JSON object instead")
@@ -120,14 +168,20 @@ def _cmd_nb201_lookup(args) -> int:
 # --- presets ------------------------------------------------------------------------------------
 
 def _add_presets(sub) -> None:
-    p = sub.add_parser("presets", help="list the presets", description="List the presets, one line each.")
+    p = sub.add_parser("presets", help="list the presets, or print one",
+                       description="List the presets, one line each; with NAME, print that preset's YAML "
+                                   "(`noisydarts search --preset NAME --print-config` shows it fully resolved).")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a preset to print")
     _common(p)
     p.set_defaults(func=_cmd_presets)
 
 
 def _cmd_presets(args) -> int:
-    from .config import load_preset, preset_names
+    from .config import load_preset, preset_names, preset_text
 
+    if args.name:
+        print(preset_text(args.name), end="")
+        return 0
     names = preset_names()
     width = max(map(len, names))
     for name in names:
@@ -198,9 +252,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"noisydarts: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted: continue a search with `noisydarts search --resume RUN_DIR`", file=sys.stderr)
+    except OSError as e:  # the disk, the file system or a path that is not ours to fix in code
+        if args.debug:
+            raise
+        from .runs import os_reason
+
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"noisydarts: error: cannot use{where}: {os_reason(e)} (--debug shows where)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"\n{interrupted_message(e)}", file=sys.stderr)
         return 130
+
+
+def interrupted_message(e: KeyboardInterrupt) -> str:
+    """What to do after Ctrl-C: resume the run that was interrupted, named by its real path
+    (:func:`noisydarts.runs.active_run` attaches it), or nothing to resume."""
+    run_dir, command = getattr(e, "run_dir", None), getattr(e, "command", "search")
+    if run_dir is None:
+        return "interrupted"
+    if (run_dir / "checkpoint.pt").is_file():
+        return f"interrupted: continue with `noisydarts {command} --resume {shlex.quote(str(run_dir))}`"
+    return f"interrupted before the first epoch ended: nothing to resume in {run_dir} (start it again)"
 
 
 if __name__ == "__main__":

@@ -348,13 +348,40 @@ def resume_dir(run_dir: str | Path, command: str) -> Path:
     return Path(run_dir)
 
 
-def load_run(run_dir: str | Path, command: str, resolve, keys=()) -> tuple[Path, dict, dict, dict]:
-    """What ``noisydarts COMMAND --resume RUN_DIR`` needs: ``(run_dir, config, checkpoint state,
-    provenance)``. ``resolve(dict) -> config`` checks config.yaml like any config. Each problem
-    is one line blaming the right file: a directory that is not a run (or is the other kind of
-    run), a damaged config.yaml, a checkpoint that is not one."""
+def read_run_config(run_dir: str | Path, command: str, resolve) -> tuple[dict, dict]:
+    """``(config, provenance)`` from a run's config.yaml; ``resolve(dict) -> config`` checks it
+    like any config. A damaged file, or one of the other kind of run, is one line blaming it."""
     import yaml
 
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG
+    text = read_text(cfg_path, f"the config.yaml this {command} run was started with")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]}): restore the file this run "
+                        "was started with") from e
+    except RecursionError as e:
+        raise UserError(f"{cfg_path} is nested too deeply to be a config: restore the file this run was started with") from e
+    if not isinstance(raw, dict):
+        raise UserError(f"{cfg_path} does not hold a config mapping: restore the file this run was started with")
+    provenance = raw.pop("provenance", None)
+    marker = RUN_MARKERS.get(command)
+    for other, other_marker in RUN_MARKERS.items():
+        if other != command and marker not in raw and other_marker in raw:
+            raise UserError(f"{run_dir} is a {other} run: continue it with `noisydarts {other} --resume {run_dir}`")
+    try:
+        cfg = resolve(raw)
+    except UserError as e:
+        raise UserError(f"{cfg_path}: {e} (restore the file this run was started with)") from e
+    return cfg, provenance if isinstance(provenance, dict) else {}
+
+
+def load_run(run_dir: str | Path, command: str, resolve, keys=()) -> tuple[Path, dict, dict, dict]:
+    """What ``noisydarts COMMAND --resume RUN_DIR`` needs: ``(run_dir, config, checkpoint state,
+    provenance)``, each file checked: a directory that is not a run (or is the other kind of run),
+    a damaged config.yaml (:func:`read_run_config`), a checkpoint that is not one
+    (:func:`load_torch_file` with ``keys``)."""
     run_dir = resume_dir(run_dir, command)
     flag = f"--resume {run_dir}"
     ckpt, cfg_path = run_dir / CHECKPOINT, run_dir / CONFIG
@@ -362,26 +389,10 @@ def load_run(run_dir: str | Path, command: str, resolve, keys=()) -> tuple[Path,
         missing = " and ".join(n for n, p in ((CHECKPOINT, ckpt), (CONFIG, cfg_path)) if path_kind(p) != "file")
         why = " (it stopped before its first epoch ended: start it again)" if missing == CHECKPOINT else ""
         raise UserError(f"{flag}: no {missing} there{why}; give the directory of a {command} run")
-    text = read_text(cfg_path, f"the config.yaml this {command} run was started with")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]}): restore the file this run "
-                        "was started with") from e
-    if not isinstance(raw, dict):
-        raise UserError(f"{cfg_path} does not hold a config mapping: restore the file this run was started with")
-    provenance = raw.pop("provenance", None)
-    marker, others = RUN_MARKERS.get(command), {c: m for c, m in RUN_MARKERS.items() if c != command}
-    for other, other_marker in others.items():
-        if marker not in raw and other_marker in raw:
-            raise UserError(f"{flag}: this is a {other} run; continue it with `noisydarts {other} --resume {run_dir}`")
-    try:
-        cfg = resolve(raw)
-    except UserError as e:
-        raise UserError(f"{cfg_path}: {e} (restore the file this run was started with)") from e
+    cfg, provenance = read_run_config(run_dir, command, resolve)
     state = load_torch_file(ckpt, f"{command} checkpoint", keys,
                             f"it cannot be resumed; start a new run (noisydarts {command} --out NEW_DIR)")
-    return run_dir, cfg, state, provenance if isinstance(provenance, dict) else {}
+    return run_dir, cfg, state, provenance
 
 
 @contextlib.contextmanager
