@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from .errors import UserError
@@ -148,10 +149,15 @@ def read_text(path: str | Path, what: str) -> str:
 
 def _load_error_reason(e: Exception) -> str:
     text = str(e)
-    if "weights_only" in text.lower() or "Unsupported global" in text or "Unsupported operand" in text:
-        return ("it holds Python objects besides tensors and plain values, and loading those could run code, "
-                "so it is never loaded")
-    if isinstance(e, (EOFError, RuntimeError)) and ("zip" in text.lower() or "EOF" in text or "central directory" in text):
+    if "GLOBAL" in text:  # the weights-only unpickler refused to import something
+        if "numpy" in text:
+            return ("it holds numpy objects, as older noisydarts checkpoints did; objects are not loaded, "
+                    "since loading them could run code")
+        return "it holds Python objects besides tensors and plain values; loading those could run code, so it is not loaded"
+    import pickle
+    import zipfile
+
+    if isinstance(e, (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)) or "zip" in text.lower():
         return "truncated or not a PyTorch file"
     return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
 
@@ -167,7 +173,9 @@ def load_torch_file(path: str | Path, kind: str, keys=(), hint: str = "") -> dic
     if path_kind(path) != "file":
         raise UserError(f"{path} not found{tail}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. the unpickler's note on a pickle protocol it reads anyway
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to load is the same answer: not such a file
         raise UserError(f"{path} is not a valid {kind} ({_load_error_reason(e)}){tail}") from e
     if not isinstance(obj, dict):
