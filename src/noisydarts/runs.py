@@ -203,7 +203,8 @@ def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -
         path = Path(out)
         try:
             exists = path.exists()
-            if exists and (not path.is_dir() or any(path.iterdir())):
+            # (a lone .lock is no content: its holder, if alive, is named when the lock is taken)
+            if exists and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())):
                 raise UserError(f"{path} already exists and is not empty: choose another --out, or --resume {path} to continue it")
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
