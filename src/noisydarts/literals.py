@@ -42,7 +42,7 @@ def literal(node: ast.AST, field: str):
     number = _int_constant(node)
     if number is not None:
         return number
-    if isinstance(node, ast.Constant) and type(node.value) is str:
+    if isinstance(node, ast.Constant):  # a constant is harmless; its type is checked by the caller
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
         return [literal(e, field) for e in node.elts]
