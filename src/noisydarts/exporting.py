@@ -48,9 +48,11 @@ def check_format(fmt: str) -> None:
 
 
 def torchscript_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
-    traced = torch.jit.trace(model, example, check_trace=False)
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shape checks, and TorchScript's own deprecation
+        traced = torch.jit.trace(model, example, check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
     return buffer.getvalue()
 
 
