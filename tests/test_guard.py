@@ -35,8 +35,9 @@ def test_nonfinite_names_what_is_not_finite(values, tensors, bad):
     assert nonfinite(values, tensors) == bad
 
 
-def test_first_nonfinite_epoch():
-    records = [{"epoch": 1, "alpha": {"normal": [[0.5, 0.5]]}}, {"epoch": 2, "alpha": {"normal": [[math.nan, 1.0]]}}]
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "0.5", None, True])
+def test_first_nonfinite_epoch(bad):
+    records = [{"epoch": 1, "alpha": {"normal": [[0.5, 0.5]]}}, {"epoch": 2, "alpha": {"normal": [[bad, 1.0]]}}]
     assert first_nonfinite_epoch(records) == 2 and first_nonfinite_epoch(records[:1]) is None
 
 

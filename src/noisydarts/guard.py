@@ -56,15 +56,15 @@ def check_epoch(epoch: int, run_dir, what: str, values: Mapping[str, float], ten
 
 
 def first_nonfinite_epoch(records: Iterable[dict], key: str = "alpha") -> int | None:
-    """The first metrics record whose ``key`` (nested lists of numbers) holds a NaN or an
-    infinity; such a run has nothing meaningful to draw or derive."""
+    """The first metrics record whose ``key`` (nested lists of numbers) holds a NaN, an infinity or
+    something that is not a number; such a run has nothing meaningful to draw or derive."""
 
     def finite(x) -> bool:
         if isinstance(x, Mapping):
             return all(finite(v) for v in x.values())
         if isinstance(x, (list, tuple)):
             return all(finite(v) for v in x)
-        return not isinstance(x, float) or math.isfinite(x)
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
     for i, record in enumerate(records):
         if not finite(record.get(key, [])):

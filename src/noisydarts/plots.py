@@ -123,7 +123,8 @@ def load_run_data(run_dir: str | Path) -> RunData:
     from .guard import first_nonfinite_epoch
 
     if (bad := first_nonfinite_epoch(records)) is not None:
-        raise UserError(f"{metrics}: alpha is not finite from epoch {bad} on (the search diverged): nothing to draw")
+        raise UserError(f"{metrics}: alpha is not finite from epoch {bad} on (the search diverged, or the file "
+                        "is damaged): nothing to draw")
     try:
         config = yaml.safe_load(read_text(cfg_path, "the config.yaml of a search run")) or {}
     except yaml.YAMLError as e:
