@@ -147,3 +147,19 @@ def test_concurrent_resumes_of_one_run(search_run, tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]  # not interleaved
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 4
+
+
+def test_a_file_system_without_flock_falls_back_to_o_excl(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lock = RunLock(tmp_path, "search").acquire()
+    assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+    with pytest.raises(UserError, match=f"process {os.getpid()}"):
+        RunLock(tmp_path, "search").acquire()
+    lock.release()
+    assert not (tmp_path / LOCK).exists()

@@ -43,6 +43,14 @@ def nonfinite(values: Mapping[str, float], tensors: Mapping[str, Iterable] | Non
     return bad
 
 
+def optimizer_tensors(*optimizers) -> list:
+    """The state tensors of optimizers (momentum buffers, Adam moments): a NaN there reaches the
+    weights at the next step, so it is checked with them."""
+    import torch
+
+    return [t for opt in optimizers for state in opt.state.values() for t in state.values() if torch.is_tensor(t)]
+
+
 def check_epoch(epoch: int, run_dir, what: str, values: Mapping[str, float], tensors: Mapping[str, Iterable] | None = None,
                 hint: str = "lower the learning rate") -> None:
     """Raise :class:`Diverged` if epoch ``epoch`` (1-based) left anything non-finite."""

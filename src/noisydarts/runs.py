@@ -16,6 +16,7 @@ Everything that reads or writes a run goes through here, so that every command b
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -265,7 +266,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir: str | Path, command: str):
-        self.path, self.command, self._fd = Path(run_dir) / LOCK, command, None
+        self.path, self.command, self._fd, self._flock = Path(run_dir) / LOCK, command, None, True
 
     def _identity(self) -> bytes:
         return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
@@ -292,38 +293,65 @@ class RunLock:
         except ImportError:
             fcntl = None
         for _ in range(10):
-            try:
-                if fcntl is None:
-                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-                else:
-                    fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
-            except FileExistsError:  # O_EXCL: stale if its process is gone from this host
-                holder = self._holder()
-                same_host = holder.get("host") == socket.gethostname()
-                if holder and same_host and not _pid_alive(int(holder.get("pid", -1)), holder.get("pid_start")):
-                    self.path.unlink(missing_ok=True)
-                    continue
-                raise self._refuse(holder) from None
-            except OSError as e:
-                raise UserError(f"cannot write {self.path} ({os_reason(e)}): the run directory must be writable") from e
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    os.close(fd)
-                    raise self._refuse(self._holder()) from None
-                try:  # the holder we waited on may have removed the file: lock the one at the path
-                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-            os.write(fd, self._identity())
-            self._fd = fd
-            return self
+            fd = self._try_flock(fcntl) if fcntl is not None else None
+            if fd is None:
+                fd = self._try_exclusive()
+            if fd is not None:
+                os.write(fd, self._identity())
+                self._fd = fd
+                return self
         raise UserError(f"could not lock {self.path}: other processes keep taking it; try again")
+
+    def _open(self, flags: int) -> int:
+        try:
+            return os.open(self.path, flags, 0o666)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            raise UserError(f"cannot write {self.path} ({os_reason(e)}): the run directory must be writable") from e
+
+    def _try_flock(self, fcntl) -> int | None:
+        """An fd holding the flock; None to retry (the file was replaced) or, when the file system
+        has no locks, to use :meth:`_try_exclusive` (``self._flock`` is then False)."""
+        if not self._flock:
+            return None
+        fd = self._open(os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise self._refuse(self._holder()) from None
+            self._flock = False  # e.g. ENOLCK on a file system without locks: the O_EXCL file instead
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size == 0:
+                    self.path.unlink()  # the empty file just opened here
+            return None
+        try:  # the holder we waited on may have removed the file: lock the one at the path
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        return fd
+
+    def _try_exclusive(self) -> int | None:
+        """Create the file with O_EXCL; a file left by a process gone from this host is stale."""
+        try:
+            return self._open(os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = self._holder()
+            same_host = holder.get("host") == socket.gethostname()
+            try:
+                pid = int(holder.get("pid", -1))
+            except (TypeError, ValueError):
+                pid = -1
+            if holder and same_host and pid > 0 and not _pid_alive(pid, holder.get("pid_start")):
+                self.path.unlink(missing_ok=True)
+                return None
+            raise self._refuse(holder) from None
 
     def release(self) -> None:
         if self._fd is None:
@@ -405,15 +433,15 @@ def load_run(run_dir: str | Path, command: str, resolve, keys=()) -> tuple[Path,
 
 
 @contextlib.contextmanager
-def restoring(run_dir: str | Path):
+def restoring(run_dir: str | Path, files: str = CONFIG):
     """Around loading a checkpoint's state into a freshly built model and optimizers: a
-    checkpoint that does not fit the config (config.yaml edited after the run started) is one
+    checkpoint that does not fit the config (``files`` edited after the run started) is one
     line instead of a size-mismatch traceback."""
     try:
         yield
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"--resume {run_dir}: checkpoint.pt does not fit config.yaml ({first}); was config.yaml "
+        raise UserError(f"--resume {run_dir}: checkpoint.pt does not fit {files} ({first}); was {files} "
                         "edited? restore it, or start a new run") from e
 
 

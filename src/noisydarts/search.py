@@ -251,7 +251,8 @@ class Searcher:
         """The divergence guard (:mod:`noisydarts.guard`): before anything of the epoch is written."""
         guard.check_epoch(epoch + 1, self.run_dir, "search", {k: logged[k] for k in ("train_loss", "val_loss")},
                           {"alpha": self.model.arch_parameters(),
-                           "weights": [t for name, t in self.model.state_dict().items() if not name.startswith("arch.")]},
+                           "weights": [t for name, t in self.model.state_dict().items() if not name.startswith("arch.")],
+                           "optimizer state": guard.optimizer_tensors(self.w_opt, self.a_opt)},
                           hint="lower weights.lr, arch.lr or noise.lambda")
 
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:

@@ -232,7 +232,8 @@ class Trainer:
             record = {"epoch": epoch + 1, **self.train_epoch(epoch), **self.test()}
             record["epoch_time"] = round(time.perf_counter() - t0, 3)
             guard.check_epoch(epoch + 1, self.run_dir, "training", {k: record[k] for k in ("train_loss", "test_loss")},
-                              {"weights": self.model.state_dict().values()}, hint="lower lr")
+                              {"weights": self.model.state_dict().values(),
+                               "optimizer state": guard.optimizer_tensors(self.optimizer)}, hint="lower lr")
             append_jsonl(metrics_path, record)
             if record["test_acc"] > self.best_acc or epoch == 0:
                 self.best_acc = max(self.best_acc, record["test_acc"])
@@ -291,7 +292,7 @@ def train(arch, config: dict | str | Path | None = None, *, out: str | Path | No
                                                          "scheduler": dict, "rng": dict, "best_acc": float})
             arch = load_arch(runs.read_text(run_dir / "arch.txt", "the arch.txt this training run was started with").strip())
             trainer = Trainer(arch, cfg, run_dir, progress)
-            with runs.restoring(run_dir):
+            with runs.restoring(run_dir, "config.yaml and arch.txt"):
                 trainer.load_state_dict(state)
             records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) <= trainer.start_epoch]
             atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
