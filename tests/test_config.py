@@ -162,7 +162,7 @@ def test_cli_config_values_are_one_line(setting, words, capsys, tmp_path, monkey
     (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     (b"epochs: 3\nbogus: 1\n", "unknown config key 'bogus'"),
     (b"epochs:\n", "epochs needs a value"),
-])
+], ids=["utf16", "nul", "png", "yaml-syntax", "list", "python-tag", "deep", "unknown-key", "empty-value"])
 def test_config_files_that_are_not_configs(content, words, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "c.yaml"

@@ -124,29 +124,45 @@ def test_an_unwritable_run_directory_is_one_line(tmp_path):
         tmp_path.chmod(0o700)
 
 
-def test_concurrent_resumes_of_one_run(search_run, tmp_path):
-    """Two real processes resume the same run: exactly one runs, the other is refused in one line."""
-    run = _copy(search_run, tmp_path)
-    # Two more epochs to run, so the second process starts while the first one works.
+def test_concurrent_resumes_of_one_run(search_run, tmp_path, capsys):
+    """Two processes resume the same run: the second is refused in one line while the first works,
+    and the metrics are the first one's alone, not interleaved."""
     import torch
     import yaml
 
+    run = _copy(search_run, tmp_path)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg["epochs"] = 4
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "noisydarts", "search", "--resume", str(run), "--no-progress"]
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (run / LOCK).exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
-    assert second.returncode == 2 and f"process {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    working, go_on = tmp_path / "working", tmp_path / "go_on"
+    first = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, sys, time\n"
+        "from noisydarts.search import search\n"
+        "class Pause:\n"
+        "    def on_epoch(self, record, run_dir):\n"
+        "        if record['epoch'] == 3:\n"
+        "            pathlib.Path(sys.argv[2]).touch()\n"
+        "            while not pathlib.Path(sys.argv[3]).exists():\n"
+        "                time.sleep(0.02)\n"
+        "search(resume=sys.argv[1], progress=False, callbacks=[Pause()])\n"), str(run), str(working), str(go_on)],
+        env=dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not working.exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert working.exists(), first.stderr.read() if first.poll() is not None else "timeout"
+        code = main(["search", "--resume", str(run), "--no-progress"])  # meanwhile, a second process
+        err = capsys.readouterr().err
+        assert code == 2 and f"search process {first.pid} on {socket.gethostname()}" in err
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        go_on.touch()
+        _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3, 4]  # not interleaved
+    assert epochs == [1, 2, 3, 4]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 4
+    assert not (run / LOCK).exists()
 
 
 def test_a_file_system_without_flock_falls_back_to_o_excl(tmp_path, monkeypatch):

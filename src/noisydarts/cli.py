@@ -269,8 +269,8 @@ def interrupted_message(e: KeyboardInterrupt) -> str:
     """What to do after Ctrl-C: resume the run that was interrupted, named by its real path
     (:func:`noisydarts.runs.active_run` attaches it), or nothing to resume."""
     run_dir, command = getattr(e, "run_dir", None), getattr(e, "command", "search")
-    if run_dir is None:
-        return "interrupted"
+    if run_dir is None or not run_dir.is_dir():
+        return "interrupted" if run_dir is None else "interrupted before the run began (nothing was kept)"
     if (run_dir / "checkpoint.pt").is_file():
         return f"interrupted: continue with `noisydarts {command} --resume {shlex.quote(str(run_dir))}`"
     return f"interrupted before the first epoch ended: nothing to resume in {run_dir} (start it again)"
