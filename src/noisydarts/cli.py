@@ -31,7 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     """The flags every command that makes a run directory shares (search, train)."""
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (over the preset or defaults)")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (search: over the preset, the default one unless --preset; "
+                        "train: over the training defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, e.g. --set epochs=10 (repeatable)")
     p.add_argument("--out", metavar="DIR", help=f"run directory (default {default_out}); never an existing non-empty one")
