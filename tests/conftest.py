@@ -26,3 +26,34 @@ def tiny_config():
     import copy
 
     return copy.deepcopy(TINY_SEARCH)
+
+
+# --- finished runs shared by the hardening tests (never modified: copy one to change it) -----------
+
+TINY_TRAIN = {"epochs": 1, "batch_size": 16, "network": {"channels": 8, "layers": 3}, "lr": 0.01, "selection": "test", "device": "cpu",
+              "data": {"name": "cifar10-mini", "limit": 32, "resolution": 32, "cutout": 0, "crop_padding": 0,
+                       "flip": False}}
+
+
+@pytest.fixture(scope="session")
+def search_run(tmp_path_factory):
+    """A finished 2-epoch DARTS search run (tiny supernet)."""
+    import copy
+
+    from noisydarts.search import search
+
+    out = tmp_path_factory.mktemp("hardening") / "search"
+    search(copy.deepcopy(TINY_SEARCH), out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def train_run(tmp_path_factory):
+    """A finished 1-epoch training run of noisydarts_a (C=8, 3 cells)."""
+    import copy
+
+    from noisydarts.train import resolve_config, train
+
+    out = tmp_path_factory.mktemp("hardening") / "train"
+    train("noisydarts_a", resolve_config(copy.deepcopy(TINY_TRAIN)), out=out, progress=False)
+    return out

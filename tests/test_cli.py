@@ -52,7 +52,7 @@ def test_presets_lists_one_line_each(capsys):
     (["search", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
     (["search", "--data", "/nonexistent/dir"], "/nonexistent/dir"),
     (["search", "--data", "imagenet"], "unknown dataset"),
-    (["search", "--resume", "/nonexistent/run"], "no checkpoint.pt"),
+    (["search", "--resume", "/nonexistent/run"], "no such directory"),
 ])
 def test_bad_input_is_one_line_exit_2(args, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

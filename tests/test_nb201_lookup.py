@@ -26,7 +26,7 @@ ALL_SKIP = (
 BEST_C10 = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 )
-KEYS = ["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test", "params_m", "flops_m"]
+KEYS = ["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test", "params_m", "multadds_m"]
 
 
 @pytest.fixture(scope="module")

@@ -94,7 +94,7 @@ def test_cli_lookup_json_and_malformed(capsys):
 
     assert main(["nb201", "lookup", ALL_SKIP, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert list(data) == ["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test", "params_m", "flops_m"]
+    assert list(data) == ["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test", "params_m", "multadds_m"]
     assert data["cifar10_test"] == pytest.approx(54.30, abs=0.01)
     assert main(["nb201", "lookup", "|skip_connect~0|+|bogus~0|"]) == 2
     out, err = capsys.readouterr()

@@ -171,7 +171,7 @@ def test_every_search_and_training_run_hands_on(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"noisydarts train {tmp_path / 's'}" in out and f"noisydarts report {tmp_path / 's'}" in out
     assert out.count(str(resolve_genotype(tmp_path / "s"))) == 1  # the cell is printed once (in the benchmark summary)
-    assert "the all-skip collapse 54.30 %" in out
+    assert "the all-skip_connect cell (collapse) 54.30 %" in out
     assert main(["info", str(tmp_path / "s"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params_m"] == pytest.approx(
         nb201.lookup(resolve_genotype(tmp_path / "s")).params_m, abs=1e-4)

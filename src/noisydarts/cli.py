@@ -2,12 +2,15 @@
 
 Every subcommand parses its flags, calls one API function and prints the result. Errors the
 user can fix (:class:`~noisydarts.errors.UserError`) are printed as one line with exit code 2;
-``--debug`` shows the traceback instead.
+a run that diverged (:class:`~noisydarts.guard.Diverged`) exits with code 3; ``--debug`` shows
+the traceback instead. Nothing here imports torch before a command runs, so ``--help`` and
+``presets`` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .errors import UserError
@@ -28,12 +31,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     """The flags every command that makes a run directory shares (search, train)."""
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (over the preset or defaults)")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file of config values (search: over the preset, the default one unless --preset; "
+                        "train: over the training defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, e.g. --set epochs=10 (repeatable)")
     p.add_argument("--out", metavar="DIR", help=f"run directory (default {default_out}); never an existing non-empty one")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (YAML) and exit without running (with --resume: the run's)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or per-epoch lines (the bar is drawn only on a terminal anyway)")
 
 
 # --- search -------------------------------------------------------------------------------------
@@ -60,8 +67,8 @@ def search_config(args) -> dict:
         overrides.append("plots=false")
     if getattr(args, "tensorboard", False):
         overrides.append("tensorboard=true")
-    preset = args.preset or (None if args.config else DEFAULT_PRESET)
-    return config.resolve(preset, args.config, overrides)
+    # The layers are always: a preset (the default one unless --preset), then --config, then --set.
+    return config.resolve(args.preset or DEFAULT_PRESET, args.config, overrides)
 
 
 def _cmd_search(args) -> int:
@@ -71,10 +78,17 @@ def _cmd_search(args) -> int:
         if args.preset or args.config or args.overrides or args.data or args.out or args.no_plots or args.tensorboard:
             raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--data/--out"
                             "/--no-plots/--tensorboard")
+        if args.print_config:
+            return _print_run_config(args.resume, "search")
         result = search(resume=args.resume, progress=not args.no_progress)
     else:
         cfg = search_config(args)
-        label = args.preset or (DEFAULT_PRESET if not args.config else "search")
+        if args.print_config:
+            from .config import dump
+
+            print(dump(cfg), end="")
+            return 0
+        label = args.preset or DEFAULT_PRESET
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
     from .spaces import space_of
 
@@ -92,13 +106,30 @@ def _cmd_search(args) -> int:
     return 0
 
 
+def _print_run_config(run_dir, command: str) -> int:
+    """``--resume DIR --print-config``: the config the run continues with, as resolved."""
+    from .config import dump
+    from .runs import read_run_config, resume_dir
+
+    if command == "search":
+        from .config import resolve
+
+        def resolver(raw):
+            return resolve(config_file=raw)
+    else:
+        from .train import resolve_config as resolver
+    cfg, provenance = read_run_config(resume_dir(run_dir, command), command, resolver)
+    print(dump(cfg, provenance or None), end="")
+    return 0
+
+
 # --- nb201 --------------------------------------------------------------------------------------
 
 def _add_nb201(sub) -> None:
     p = sub.add_parser("nb201", help="NAS-Bench-201 ground truth", description="NAS-Bench-201 ground truth.")
     nb_sub = p.add_subparsers(dest="nb201_command", required=True, parser_class=_Parser, metavar="COMMAND")
     q = nb_sub.add_parser("lookup", help="benchmark accuracies of a cell",
-                          description="Print the NAS-Bench-201 index, test accuracies, params and FLOPs of a cell.")
+                          description="Print the NAS-Bench-201 index, test accuracies, params and mult-adds of a cell.")
     q.add_argument("arch", metavar="ARCH", help="a cell string, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                    "+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|', or an NB201 search or training run directory "
                    "or genotype.json")
@@ -112,14 +143,17 @@ def _cmd_nb201_lookup(args) -> int:
     import json
 
     from . import nb201
-    from .models import resolve_genotype
-    from .spaces import space_of
 
-    # A cell string, or anything naming an NB201 architecture (a run directory, a genotype.json).
-    arch = args.arch if args.arch.lstrip().startswith("|") else resolve_genotype(args.arch)
-    if not isinstance(arch, str) and space_of(arch).name != "nb201":
-        raise UserError(f"{args.arch} holds a {space_of(arch).name}-space architecture: "
-                        "nb201 lookup takes a NAS-Bench-201 cell")
+    # A cell string (no torch needed), or anything naming an NB201 architecture (a run directory, ...).
+    arch = args.arch
+    if not arch.lstrip().startswith("|"):
+        from .models import resolve_genotype
+        from .spaces import space_of
+
+        arch = resolve_genotype(args.arch)
+        if space_of(arch).name != "nb201":
+            raise UserError(f"{args.arch} holds a {space_of(arch).name}-space architecture: "
+                            "nb201 lookup takes a NAS-Bench-201 cell")
     result = nb201.lookup(arch)
     print(json.dumps(result.to_dict()) if args.json else nb201.format_result(result))
     return 0
@@ -128,14 +162,20 @@ def _cmd_nb201_lookup(args) -> int:
 # --- presets ------------------------------------------------------------------------------------
 
 def _add_presets(sub) -> None:
-    p = sub.add_parser("presets", help="list the presets", description="List the presets, one line each.")
+    p = sub.add_parser("presets", help="list the presets, or print one",
+                       description="List the presets, one line each; with NAME, print that preset's YAML "
+                                   "(`noisydarts search --preset NAME --print-config` shows it fully resolved).")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a preset to print")
     _common(p)
     p.set_defaults(func=_cmd_presets)
 
 
 def _cmd_presets(args) -> int:
-    from .config import load_preset, preset_names
+    from .config import load_preset, preset_names, preset_text
 
+    if args.name:
+        print(preset_text(args.name), end="")
+        return 0
     names = preset_names()
     width = max(map(len, names))
     for name in names:
@@ -206,9 +246,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"noisydarts: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted: continue a search with `noisydarts search --resume RUN_DIR`", file=sys.stderr)
+    except OSError as e:  # the disk, the file system or a path that is not ours to fix in code
+        if args.debug:
+            raise
+        from .runs import os_reason
+
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"noisydarts: error: cannot use{where}: {os_reason(e)} (--debug shows where)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"\n{interrupted_message(e)}", file=sys.stderr)
         return 130
+
+
+def interrupted_message(e: KeyboardInterrupt) -> str:
+    """What to do after Ctrl-C: resume the run that was interrupted, named by its real path
+    (:func:`noisydarts.runs.active_run` attaches it), or nothing to resume."""
+    run_dir, command = getattr(e, "run_dir", None), getattr(e, "command", "search")
+    if run_dir is None or not run_dir.is_dir():
+        return "interrupted" if run_dir is None else "interrupted before the run began (nothing was kept)"
+    if (run_dir / "checkpoint.pt").is_file():
+        return f"interrupted: continue with `noisydarts {command} --resume {shlex.quote(str(run_dir))}`"
+    return f"interrupted before the first epoch ended: nothing to resume in {run_dir} (start it again)"
 
 
 if __name__ == "__main__":

@@ -61,11 +61,11 @@ def _cmd_zoo(args) -> int:
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
-    print(f"{'name':<14}{'params (pub)':>13}{'params':>9}{'MAdds (pub)':>13}{'MAdds':>8}{'top-1 (pub)':>13}  search")
+    print(f"{'name':<14}{'params (pub)':>13}{'params':>9}{'mult-adds (pub)':>16}{'mult-adds':>10}{'top-1 (pub)':>13}  search")
     for r in rows:
         note = " *" if r["name"] in PARAMS_NOTES else ""
         print(f"{r['name']:<14}{fmt(r['published_params_m'], '.2f'):>13}{r['params_m']:>9.2f}"
-              f"{fmt(r['published_multadds_m'], '.0f'):>13}{r['multadds_m']:>8.0f}{fmt(r['published_top1'], '.2f'):>13}"
+              f"{fmt(r['published_multadds_m'], '.0f'):>16}{r['multadds_m']:>10.0f}{fmt(r['published_top1'], '.2f'):>13}"
               f"  {r['search']}{note}")
     print("CIFAR-10 network: C=36, 20 cells; params without the auxiliary head; mult-adds count conv + linear only "
           "(2-4 % below the NoisyDARTS release's counter).")
@@ -89,20 +89,29 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .config import load_yaml
-    from .train import train
+    from .cli import _print_run_config
+    from .config import dump, load_yaml
+    from .train import resolve_config, train
 
     if args.resume:
         if args.arch or args.overrides or args.data or args.out or args.config or args.family:
             raise UserError("--resume continues a run with its own architecture and config: give only --resume DIR")
+        if args.print_config:
+            return _print_run_config(args.resume, "train")
         result = train(None, resume=args.resume, progress=not args.no_progress)
     else:
-        if not args.arch:
-            raise UserError("give the architecture to train (GENOTYPE), or --resume DIR")
         base = load_yaml(args.config) if args.config else {}
         if args.family:
             base["family"] = args.family
         overrides = list(args.overrides) + ([f"data.name={args.data}"] if args.data else [])
+        if not args.arch and not args.print_config:
+            raise UserError("give the architecture to train (GENOTYPE), or --resume DIR")
+        if args.print_config:  # the recipe is the architecture's space's (the DARTS space's without one)
+            from .models import resolve_genotype
+
+            genotype = resolve_genotype(args.arch) if args.arch else None
+            print(dump(resolve_config(base, overrides, arch=genotype)), end="")
+            return 0
         result = train(args.arch, base, overrides=overrides, out=args.out, progress=not args.no_progress)
     best = "" if result.best_acc is None else f" (best.pt: {result.best_acc:.2f} % on the {result.selected_on} split)"
     print(f"test accuracy: {result.test_acc:.2f} %{best}")

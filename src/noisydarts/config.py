@@ -4,14 +4,23 @@ A config is a plain nested dict. It is resolved in layers, later ones winning::
 
     DEFAULTS  <-  preset (presets/NAME.yaml)  <-  --config FILE.yaml  <-  --set KEY=VALUE ...
 
-Every key must exist in the defaults (a typo is an error, never silently ignored) and keep its
-type. Sections with a ``name`` (``space``, ``estimator``) take their other keys from the chosen
-implementation's ``DEFAULTS``, so ``--set space.name=nb201`` brings in the NB201 keys.
+Every key must exist in the defaults (a typo is an error that names the closest valid key, never
+silently ignored) and keep its type: the default's type, or for a key that may be null the type
+declared in :data:`NULLABLE`; list items keep the type of the default's items; floats must be
+finite. Sections with a ``name`` (``space``, ``estimator``) take their other keys from the chosen
+implementation's ``DEFAULTS``, so ``--set space.name=nb201`` brings in the NB201 keys; a layer that
+switches a section to another name starts that section afresh, dropping the keys earlier layers
+set for the previous one.
+
+A run's ``config.yaml`` ends with a ``provenance`` section (versions, command line, git commit);
+it is ignored when the file is read back (``--resume``, or ``--config`` of a new run).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -62,6 +71,26 @@ DEFAULTS: dict = {
     "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
 }
 
+#: Keys that may be null, with the type of their other values (search and ``noisydarts train``
+#: configs alike). A key whose default is null must be listed: its type cannot be read from the
+#: default (tests/test_config.py checks every default of every space and estimator).
+NULLABLE: dict[str, type] = {
+    "data.root": str,
+    "data.limit": int,
+    "weights.grad_clip": float,
+    "grad_clip": float,          # noisydarts train
+    "estimator.xi": float,
+}
+
+#: The top-level key of a run's config.yaml that records how the run was made; never a setting.
+PROVENANCE = "provenance"
+
+
+def suggest(word, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 def _named_sections() -> dict:
     from .estimators import ESTIMATORS
@@ -76,24 +105,37 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("noisydarts.presets").iterdir() if p.name.endswith(".yaml"))
 
 
-def load_preset(name: str) -> dict:
+def preset_text(name: str) -> str:
+    """The YAML text of a preset, as shipped."""
     if name not in preset_names():
-        raise UserError(f"unknown preset {name!r}: choose from {', '.join(preset_names())} (see `noisydarts presets`)")
-    return yaml.safe_load(resources.files("noisydarts.presets").joinpath(f"{name}.yaml").read_text()) or {}
+        raise UserError(f"unknown preset {name!r}{suggest(name, preset_names())}: choose from "
+                        f"{', '.join(preset_names())} (see `noisydarts presets`)")
+    return resources.files("noisydarts.presets").joinpath(f"{name}.yaml").read_text()
+
+
+def load_preset(name: str) -> dict:
+    return yaml.safe_load(preset_text(name)) or {}
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A YAML config file as a dict (its ``provenance`` section, if any, dropped)."""
+    from .runs import path_kind, read_text
+
     path = Path(path)
-    if not path.is_file():
+    if path_kind(path) != "file":
         raise UserError(f"config file {path} not found: give the path of a YAML file")
+    text = read_text(path, "a YAML config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    except RecursionError as e:
+        raise UserError(f"config file {path} is nested too deeply to be a config") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of keys to values")
+    data.pop(PROVENANCE, None)
     return data
 
 
@@ -134,50 +176,121 @@ def resolve(preset: str | None = None, config_file: str | Path | dict | None = N
     cfg = copy.deepcopy(DEFAULTS)
     sections = _named_sections()
     for section, registry in sections.items():
-        name = cfg[section]["name"]
-        for _, layer in layers:
-            name = (layer.get(section) or {}).get("name", name) if isinstance(layer.get(section), dict) else name
-        if name not in registry:
-            raise UserError(f"unknown {section} {name!r}: choose from {', '.join(registry)}")
-        cfg[section] = {"name": name, **copy.deepcopy(registry[name].DEFAULTS)}
+        cfg[section] = _named_section(section, registry, cfg[section]["name"], "defaults")
     for origin, layer in layers:
+        if not isinstance(layer, dict):
+            raise UserError(f"{origin}: the config must be a mapping of keys to values")
+        for section, registry in sections.items():
+            named = layer.get(section)
+            if isinstance(named, dict) and "name" in named and named["name"] != cfg[section]["name"]:
+                cfg[section] = _named_section(section, registry, named["name"], origin)
         _merge(cfg, layer, origin, prefix="")
     validate(cfg)
     return cfg
 
 
-def _merge(base: dict, layer: dict, origin: str, prefix: str) -> None:
+def _named_section(section: str, registry: dict, name, origin: str) -> dict:
+    """A fresh ``space`` / ``estimator`` section: the name and that implementation's defaults."""
+    if not isinstance(name, str) or name not in registry:
+        raise UserError(f"{origin}: unknown {section}.name {name!r}{suggest(name, registry)}: choose from "
+                        f"{', '.join(registry)}")
+    return {"name": name, **copy.deepcopy(registry[name].DEFAULTS)}
+
+
+def _paths(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in d.items():
+        out += _paths(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return out
+
+
+def _key_hint(key, base: dict, prefix: str, root: dict) -> str:
+    """The closest valid key: in the same section, else anywhere (a key given in the wrong section,
+    e.g. ``lambda`` for ``noise.lambda``)."""
+    here = difflib.get_close_matches(str(key), [str(k) for k in base], 1, 0.6)
+    if here:
+        return f" (did you mean {prefix + here[0]!r}?)"
+    paths = _paths(root)
+    full = difflib.get_close_matches(prefix + str(key), paths, 1, 0.6)
+    if full:
+        return f" (did you mean {full[0]!r}?)"
+    leaves: dict[str, str] = {}
+    for p in paths:
+        leaves.setdefault(p.rsplit(".", 1)[-1], p)
+    leaf = difflib.get_close_matches(str(key), list(leaves), 1, 0.6)
+    return f" (did you mean {leaves[leaf[0]]!r}?)" if leaf else ""
+
+
+def _merge(base: dict, layer: dict, origin: str, prefix: str, root: dict | None = None) -> None:
+    """Merge ``layer`` into ``base`` (the config at ``prefix``), checking every key and value."""
+    root = base if root is None else root
     if not isinstance(layer, dict):
         raise UserError(f"{origin}: {prefix.rstrip('.') or 'the config'} must be a mapping")
     for key, value in layer.items():
         path = prefix + str(key)
+        if not prefix and key == PROVENANCE:
+            continue  # how an earlier run was made, copied along with its config.yaml
         if key not in base:
-            options = ", ".join(sorted(base))
-            raise UserError(f"{origin}: unknown config key {path!r}; valid keys here: {options}")
+            options = ", ".join(sorted(map(str, base)))
+            raise UserError(f"{origin}: unknown config key {path!r}{_key_hint(key, base, prefix, root)}; "
+                            f"valid keys here: {options}")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise UserError(f"{origin}: {path} is a section; set its keys, e.g. {path}.{next(iter(base[key]))}=...")
-            _merge(base[key], value, origin, path + ".")
+            _merge(base[key], value, origin, path + ".", root)
         else:
             base[key] = _coerce(path, base[key], value, origin)
 
 
+_TYPE_WORDS = {float: "a number", int: "an integer", bool: "true or false", str: "a string", list: "a list"}
+
+
 def _coerce(path: str, default, value, origin: str):
-    if default is None or value is None:
+    """``value`` as the type of ``path``: the type of its default, or its :data:`NULLABLE` type."""
+    declared = NULLABLE.get(path)
+    if value is None:
+        if declared is not None or default is None:
+            return None
+        raise UserError(f"{origin}: {path} needs a value ({_TYPE_WORDS.get(type(default), type(default).__name__)}), "
+                        f"e.g. {path}={_example(default)}")
+    kind = declared or (type(default) if default is not None else None)
+    if kind is None:  # a null default nobody declared: take plain scalars only
+        if not isinstance(value, (str, int, float, bool)):
+            raise UserError(f"{origin}: {path} must be a single value, got {value!r}")
         return value
-    kind = type(default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str):
-        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool):
-        raise UserError(f"{origin}: {path} must be {kind.__name__}, got {value!r}")
-    if not isinstance(value, kind):
-        raise UserError(f"{origin}: {path} must be {kind.__name__}, got {value!r}")
+    if kind is list:
+        if not isinstance(value, list):
+            raise UserError(f"{origin}: {path} must be a list, e.g. {path}={_example(default)}, got {value!r}")
+        item_kind = type(default[0]) if default else None
+        return [value_ if item_kind is None else _scalar(f"{path}[{i}]", item_kind, value_, origin)
+                for i, value_ in enumerate(value)]
+    return _scalar(path, kind, value, origin)
+
+
+def _scalar(path: str, kind: type, value, origin: str):
+    if kind is float:
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{origin}: {path} must be a finite number, got {value}")
+    if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool) \
+            or not isinstance(value, kind):
+        raise UserError(f"{origin}: {path} must be {kind.__name__} ({_TYPE_WORDS.get(kind, kind.__name__)}), "
+                        f"got {value!r}")
     return value
+
+
+def _example(default) -> str:
+    if isinstance(default, list):
+        return "[" + ",".join(map(str, default)) + "]"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default) if default != "" else "TEXT"
 
 
 def _check(ok: bool, message: str) -> None:
@@ -185,31 +298,41 @@ def _check(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
+def check_choice(key: str, value, choices) -> None:
+    """``value`` must be one of ``choices``; the message names the closest one."""
+    if value not in choices:
+        raise UserError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}{suggest(value, choices)}")
+
+
 def validate(cfg: dict) -> None:
     """Range checks that types alone don't catch; each failure names the key and the fix."""
+    _check(0 <= cfg["seed"] < 2**62, f"seed must be an integer in [0, 2^62), got {cfg['seed']}")
     _check(cfg["epochs"] >= 1, f"epochs must be at least 1, got {cfg['epochs']}")
     _check(cfg["batch_size"] >= 1, f"batch_size must be positive, got {cfg['batch_size']}")
     _check(0 <= cfg["warmup_epochs"], f"warmup_epochs must be >= 0, got {cfg['warmup_epochs']}")
     _check(0.0 < cfg["train_portion"] < 1.0, f"train_portion must be in (0, 1), got {cfg['train_portion']}")
-    _check(cfg["amp"] in ("auto", "on", "off"), f"amp must be auto, on or off, got {cfg['amp']!r}")
+    check_choice("amp", cfg["amp"], ("auto", "on", "off"))
     noise = cfg["noise"]
     _check(noise["lambda"] >= 0, f"noise.lambda must be >= 0 (it scales std(x)), got {noise['lambda']}")
     from .noise import DECAYS, DISTRIBUTIONS, MIXTURES
 
-    _check(noise["distribution"] in DISTRIBUTIONS, f"noise.distribution must be one of {', '.join(DISTRIBUTIONS)}")
-    _check(noise["mixture"] in MIXTURES, f"noise.mixture must be one of {', '.join(MIXTURES)}")
-    _check(noise["decay"] in DECAYS, f"noise.decay must be one of {', '.join(DECAYS)}")
+    check_choice("noise.distribution", noise["distribution"], DISTRIBUTIONS)
+    check_choice("noise.mixture", noise["mixture"], MIXTURES)
+    check_choice("noise.decay", noise["decay"], DECAYS)
     from .mixed import WEIGHTINGS
 
-    _check(cfg["edge"]["weighting"] in WEIGHTINGS, f"edge.weighting must be one of {', '.join(WEIGHTINGS)}")
+    check_choice("edge.weighting", cfg["edge"]["weighting"], WEIGHTINGS)
     _check(cfg["edge"]["partial_channels"] >= 1, "edge.partial_channels must be >= 1 (1 = all channels)")
     w = cfg["weights"]
     _check(w["lr"] > 0 and w["lr_min"] >= 0, "weights.lr must be > 0 and weights.lr_min >= 0")
     _check(w["grad_clip"] is None or w["grad_clip"] > 0, "weights.grad_clip must be > 0 (or null for none)")
+    _check(w["momentum"] >= 0 and w["weight_decay"] >= 0, "weights.momentum and weights.weight_decay must be >= 0")
     _check(cfg["arch"]["lr"] > 0, "arch.lr must be > 0")
+    _check(cfg["arch"]["weight_decay"] >= 0, "arch.weight_decay must be >= 0")
     _check(len(cfg["arch"]["betas"]) == 2 and all(0 <= b < 1 for b in cfg["arch"]["betas"]),
            "arch.betas must be two numbers in [0, 1), e.g. [0.5, 0.999]")
     d = cfg["data"]
+    _check(bool(d["name"]), "data.name must name a dataset (cifar10-mini, cifar10, cifar100) or a directory")
     _check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
     _check(d["limit"] is None or d["limit"] >= 2, "data.limit must be null or at least 2 images")
     _check(d["crop_padding"] >= 0 and d["cutout"] >= 0, "data.crop_padding and data.cutout must be >= 0")
@@ -220,5 +343,9 @@ def validate(cfg: dict) -> None:
             module.validate(cfg)
 
 
-def dump(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+def dump(cfg: dict, provenance: dict | None = None) -> str:
+    """The YAML of a config; with ``provenance``, that section last (see :func:`noisydarts.runs.provenance`)."""
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    if provenance is not None:
+        text += yaml.safe_dump({PROVENANCE: provenance}, sort_keys=False)
+    return text

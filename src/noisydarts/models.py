@@ -23,35 +23,30 @@ import json
 from pathlib import Path
 
 from .errors import ARCH_FORMS, UserError
-from .spaces import claim_genotype, dataset_spec, genotype_from_payload, parse_genotype, space_of
+from .runs import path_kind, read_text
+from .spaces import claim_genotype, dataset_spec, genotype_from_payload, space_of
 
 GENOTYPE_FILE = "genotype.json"
 
 
-def _path(source) -> Path | None:
-    """``source`` as an existing path, or None (long genotype text is no file name)."""
-    try:
-        path = Path(source).expanduser()
-        return path if path.exists() else None
-    except (OSError, ValueError):
-        return None
+_WHAT = "a genotype.json written by noisydarts, a run directory, or a text file holding a genotype"
 
 
 def read_genotype_file(path: Path):
     """The genotype in a genotype.json (any space) or in a text file holding its text form."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text file: give a genotype.json written by noisydarts or a genotype's text") from None
-    except OSError as e:
-        raise UserError(f"cannot read {path} ({e.strerror}): check the path and its permissions") from e
+    text = read_text(path, _WHAT)
     if text.lstrip().startswith("{"):
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"malformed genotype file {path}: {e.msg} at line {e.lineno}") from e
+        except RecursionError as e:
+            raise UserError(f"malformed genotype file {path}: nested too deeply") from e
         return genotype_from_payload(payload, str(path))
-    return parse_genotype(text.strip())
+    genotype = claim_genotype(text.strip())
+    if genotype is None:
+        raise UserError(f"{path} holds no genotype (neither a genotype.json nor the text form of any space): give {_WHAT}")
+    return genotype
 
 
 def resolve_genotype(source):
@@ -66,14 +61,15 @@ def resolve_genotype(source):
     text = str(source).strip()
     if text in zoo.ZOO:
         return zoo.get(text)
-    path = _path(text)
-    if path is not None and path.is_dir():
+    path = Path(text).expanduser()
+    kind = path_kind(path)
+    if kind == "dir":
         file = path / GENOTYPE_FILE
-        if not file.is_file():
+        if path_kind(file) != "file":
             raise UserError(f"{path} has no {GENOTYPE_FILE}: give a finished search or training run directory "
                             "(an interrupted search can be finished with `noisydarts search --resume`)")
         return read_genotype_file(file)
-    if path is not None:
+    if kind == "file":
         return read_genotype_file(path)
     genotype = claim_genotype(text) if text else None
     if genotype is None:

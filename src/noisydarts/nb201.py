@@ -154,7 +154,9 @@ class NB201Arch:
 
 @dataclass(frozen=True)
 class NB201Result:
-    """Benchmark row: 200-epoch test accuracies (%, seed means), params (M) and FLOPs (M)."""
+    """Benchmark row: 200-epoch test accuracies (%, seed means), params (M) and mult-adds (M; the
+    benchmark's "FLOPs" column, which counts multiply-adds: it equals
+    :func:`noisydarts.evaluation.count_multadds` of the network)."""
 
     index: int
     arch: str
@@ -162,10 +164,15 @@ class NB201Result:
     cifar100_test: float
     imagenet16_test: float
     params_m: float
-    flops_m: float
+    multadds_m: float
+
+    @property
+    def flops_m(self) -> float:
+        """The benchmark's name for :attr:`multadds_m` (kept for older code)."""
+        return self.multadds_m
 
     def to_dict(self) -> dict:
-        """Keys: index, arch, cifar10_test, cifar100_test, imagenet16_test, params_m, flops_m."""
+        """Keys: index, arch, cifar10_test, cifar100_test, imagenet16_test, params_m, multadds_m."""
         return dataclasses.asdict(self)
 
 
@@ -244,6 +251,6 @@ def format_result(r: NB201Result) -> str:
             f"CIFAR-100 test:  {r.cifar100_test:.2f} %",
             f"ImageNet16-120:  {r.imagenet16_test:.2f} % (test)",
             f"params:          {r.params_m:.4f} M",
-            f"FLOPs:           {r.flops_m:.2f} M",
+            f"mult-adds:       {r.multadds_m:.2f} M",
         ]
     )

@@ -61,7 +61,10 @@ def check_op_list(ops, allowed=None, key: str = "space.ops") -> None:
     allowed = list(allowed) if allowed is not None else sorted(OPS)
     unknown = [op for op in ops if op not in allowed]
     if unknown:
-        raise UserError(f"unknown operation {unknown[0]!r} in {key}: choose from {', '.join(allowed)}")
+        from .config import suggest
+
+        raise UserError(f"unknown operation {unknown[0]!r} in {key}{suggest(unknown[0], allowed)}: choose from "
+                        f"{', '.join(allowed)}")
     if not [op for op in ops if op != "none"]:
         raise UserError(f"{key} needs at least one operation besides 'none'")
     if len(set(ops)) != len(ops):

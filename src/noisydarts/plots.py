@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Patch
 
 from .errors import UserError
-from .runs import atomic_write_bytes, read_jsonl
+from .runs import atomic_write_bytes, read_jsonl, read_text
 
 #: One colour per op, the same in every plot. Skip connections are red: they are the story.
 OP_COLORS: dict[str, str] = {
@@ -122,10 +122,17 @@ def load_run_data(run_dir: str | Path) -> RunData:
         raise UserError(f"{metrics} holds no finished epoch yet: plot the run after its first epoch")
     if any(not isinstance(r.get("alpha"), dict) or not r["alpha"] for r in records):
         raise UserError(f"{metrics} has epochs without 'alpha' weights: is it a noisydarts search run?")
+    from .guard import first_nonfinite_epoch
+
+    if (bad := first_nonfinite_epoch(records)) is not None:
+        raise UserError(f"{metrics}: alpha is not finite from epoch {bad} on (the search diverged, or the file "
+                        "is damaged): nothing to draw")
     try:
-        config = yaml.safe_load(cfg_path.read_text()) or {}
+        config = yaml.safe_load(read_text(cfg_path, "the config.yaml of a search run")) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(config, dict):
+        raise UserError(f"{cfg_path} does not hold a config mapping: is it a noisydarts search run?")
     genotype_text, finished = records[-1].get("genotype"), False
     gpath = run_dir / "genotype.json"
     if gpath.is_file():

@@ -10,9 +10,11 @@ Each step (Algorithm 1 of NoisyDARTS, in the order of the DARTS release):
 The NoisyDARTS noise, partial channels, edge normalization and the choice of estimator are all
 inside the supernet and the estimator; the loop below is the same for every method and space.
 
-Run directory: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (a line per epoch),
-``checkpoint.pt`` (everything needed to continue; written atomically after every epoch) and,
-at the end, ``genotype.json``.
+Run directory: ``config.yaml`` (fully resolved, plus the run's ``provenance``), ``metrics.jsonl``
+(a line per epoch), ``checkpoint.pt`` (everything needed to continue; written atomically after
+every epoch) and, at the end, ``genotype.json``. While a process writes the run it holds
+``.lock`` (:class:`noisydarts.runs.RunLock`); an epoch that leaves anything non-finite stops the
+run before it is written (:mod:`noisydarts.guard`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +31,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
 from . import config as config_lib
+from . import guard, runs
 from .callbacks import default_callbacks
 from .data import BatchIterator, load_dataset, split_indices
 from .errors import UserError
 from .estimators import StepContext, build_estimator
-from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
+from .runs import CHECKPOINT, append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
 from .spaces import genotype_payload, get_space
 
-CHECKPOINT = "checkpoint.pt"
 DEFAULT_PRESET = config_lib.DEFAULT_PRESET
 
 
@@ -70,15 +72,22 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state, as tensors and plain values only: checkpoints load with ``weights_only=True``
+    (numpy's key array is stored as an int64 tensor)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                    int(has_gauss), float(cached)),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -89,6 +98,11 @@ def autocast(cfg: dict, device: torch.device):
     if device.type == "cuda" and cfg["amp"] in ("auto", "on"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision(cfg: dict, device: torch.device) -> str:
+    """What :func:`autocast` runs at, in words (for the start-of-run line)."""
+    return "bf16 autocast" if device.type == "cuda" and cfg["amp"] in ("auto", "on") else "fp32"
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -143,6 +157,7 @@ class Searcher:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg["epochs"], eta_min=w["lr_min"])
         self.estimator = build_estimator(cfg)
         self.start_epoch = 0
+        self.preset: str | None = None   # for the start-of-run line only
 
     # --- checkpoints ---
     def state_dict(self, next_epoch: int) -> dict:
@@ -233,16 +248,28 @@ class Searcher:
         return {"epoch": epoch + 1, **train, **val, "epoch_time": round(seconds, 3), "alpha": alpha,
                 "genotype": str(genotype), **self.space.genotype_metrics(genotype)}
 
+    def check_finite(self, epoch: int, logged: dict) -> None:
+        """The divergence guard (:mod:`noisydarts.guard`): before anything of the epoch is written."""
+        guard.check_epoch(epoch + 1, self.run_dir, "search", {k: logged[k] for k in ("train_loss", "val_loss")},
+                          {"alpha": self.model.arch_parameters(),
+                           "weights": [t for name, t in self.model.state_dict().items() if not name.startswith("arch.")],
+                           "optimizer state": guard.optimizer_tensors(self.w_opt, self.a_opt)},
+                          hint="lower weights.lr, arch.lr or noise.lambda")
+
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
         """Train until ``stop_after`` (or all) epochs are done. Each callback's optional
         ``on_epoch(record, run_dir)`` is called after every epoch and ``on_end(result)`` at the
         end (also when stopping early): logging and plotting hook in there, not in the loop."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        if self.progress:
+            print(runs.start_line("search", self.device, precision(cfg, self.device), self.run_dir, self.preset,
+                                  resumed_at=self.start_epoch or None), flush=True)
         for epoch in range(self.start_epoch, last):
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
             val = self.validate()
+            self.check_finite(epoch, {**train, **val})
             record = self.epoch_record(epoch, train, val, time.perf_counter() - t0)
             append_jsonl(metrics_path, record)
             atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
@@ -285,11 +312,22 @@ def _cycle(batches: BatchIterator, epoch: int):
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
+    """A progress bar on a terminal (or in a notebook); none when stderr is a file or a pipe (a
+    cluster job's log): there the per-epoch lines say the same without a redraw per step."""
+    if not enabled or not _interactive(sys.stderr):
         return None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _interactive(stream) -> bool:
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):
+        return False
+    return "ipykernel" in sys.modules  # a Jupyter notebook draws the bar as a widget
 
 
 # --- the public entry point -------------------------------------------------------------------
@@ -310,25 +348,37 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     if resume is not None:
         if config is not None or out is not None:
             raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--out")
-        run_dir, cfg, state = load_run(resume)
-        callbacks = (*default_callbacks(cfg), *callbacks)
-        searcher = Searcher(cfg, run_dir, progress)
-        searcher.load_state_dict(state)
-        _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
-        return searcher.run(stop_after, callbacks)
+        run_dir = runs.resume_dir(resume, "search")
+        with runs.active_run(run_dir, "search"):
+            run_dir, cfg, state, prov = load_run(run_dir)
+            callbacks = (*default_callbacks(cfg), *callbacks)
+            searcher = Searcher(cfg, run_dir, progress)
+            with runs.restoring(run_dir):
+                searcher.load_state_dict(state)
+            _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
+            searcher.preset = prov.get("preset")
+            return searcher.run(stop_after, callbacks)
 
     cfg = resolve_search_config(config)
     callbacks = (*default_callbacks(cfg), *callbacks)
-    if label is None:
+    if config is None:
+        label = DEFAULT_PRESET
+    elif label is None:
         label = str(config) if isinstance(config, str) and config in config_lib.preset_names() else "search"
-    run_dir, created = new_run_dir(out, DEFAULT_PRESET if config is None else label)
+    preset = label if label in config_lib.preset_names() else None
+    run_dir, created = new_run_dir(out, label)
+    wrote, searcher = False, None
     try:
-        atomic_write_text(run_dir / "config.yaml", config_lib.dump(cfg))
-        searcher = Searcher(cfg, run_dir, progress)
+        with runs.active_run(run_dir, "search"):
+            atomic_write_text(run_dir / runs.CONFIG, config_lib.dump(cfg, runs.provenance(preset)))
+            wrote = True
+            searcher = Searcher(cfg, run_dir, progress)
+            searcher.preset = preset
+            return searcher.run(stop_after, callbacks)
     except BaseException:
-        _remove_failed_run(run_dir, created)
+        if wrote and searcher is None:  # failed before its first epoch began (bad data, say): leave nothing
+            runs.remove_failed_run(run_dir, created)
         raise
-    return searcher.run(stop_after, callbacks)
 
 
 def resolve_search_config(config) -> dict:
@@ -341,32 +391,15 @@ def resolve_search_config(config) -> dict:
     return config_lib.resolve(config_file=config)
 
 
-def load_run(run_dir: str | Path) -> tuple[Path, dict, dict]:
-    run_dir = Path(run_dir)
-    ckpt, cfg_path = run_dir / CHECKPOINT, run_dir / "config.yaml"
-    if not ckpt.is_file() or not cfg_path.is_file():
-        raise UserError(f"--resume {run_dir}: no checkpoint.pt and config.yaml there; give the directory of a search run")
-    try:
-        cfg = config_lib.resolve(config_file=yaml.safe_load(cfg_path.read_text()))
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or not {"epoch", "model", "w_opt", "a_opt", "rng"} <= set(state):
-            raise ValueError("missing entries")
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"--resume {run_dir}: checkpoint.pt is not a valid search checkpoint ({type(e).__name__}); start a new run") from e
-    return run_dir, cfg, state
+def load_run(run_dir: str | Path) -> tuple[Path, dict, dict, dict]:
+    """``(run_dir, config, checkpoint state, provenance)`` of a search run, each file checked
+    (:func:`noisydarts.runs.load_run`)."""
+    return runs.load_run(run_dir, "search", lambda raw: config_lib.resolve(config_file=raw),
+                         keys={"epoch": int, "model": dict, "w_opt": dict, "a_opt": dict, "scheduler": dict,
+                               "rng": dict})
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop metric lines past the checkpoint (an epoch logged but not checkpointed before a crash)."""
     records = [r for r in read_jsonl(path) if r.get("epoch", 0) <= epochs_done]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-
-
-def _remove_failed_run(run_dir: Path, created: bool) -> None:
-    """A run that failed before its first epoch (bad data, say) leaves no directory behind;
-    only what this run wrote is removed."""
-    (run_dir / "config.yaml").unlink(missing_ok=True)
-    if created and not any(run_dir.iterdir()):
-        run_dir.rmdir()

@@ -41,14 +41,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
-from .config import _merge, parse_overrides
+from . import guard, runs
+from .config import _merge, dump, parse_overrides
 from .data import BatchIterator, load_dataset
 from .errors import UserError
 from .models import GENOTYPE_FILE, resolve_genotype
 from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
-from .search import _progress, autocast, pick_device, rng_state, seed_everything, set_rng_state
+from .search import _progress, autocast, pick_device, precision, rng_state, seed_everything, set_rng_state
 from .spaces import genotype_from_payload, genotype_payload, space_of
 
 CHECKPOINT, BEST, FINAL = "checkpoint.pt", "best.pt", "weights.pt"
@@ -108,8 +108,10 @@ def resolve_config(config: dict | str | Path | None = None, overrides: list[str]
         if isinstance(layer, dict):
             family = layer.get("family", family)
     space = space_of(arch) if arch is not None else get_space("darts")
+    if family is None or family == "":
+        raise UserError(f"family needs a value: one of {', '.join(space.families)}")
     if not isinstance(family, str):
-        raise UserError(f"family must be one of {', '.join(space.families)}, got {family!r}")
+        raise UserError(f"family must be str (one of {', '.join(space.families)}), got {family!r}")
     space.check_family(family)
     cfg = copy.deepcopy(DEFAULTS)
     cfg["network"] = space.network_defaults(family)
@@ -123,6 +125,7 @@ def resolve_config(config: dict | str | Path | None = None, overrides: list[str]
 
 def validate(cfg: dict) -> None:
     checks = [
+        (0 <= cfg["seed"] < 2**62, f"seed must be an integer in [0, 2^62), got {cfg['seed']}"),
         (cfg["epochs"] >= 1, "epochs must be at least 1"),
         (cfg["batch_size"] >= 1, "batch_size must be at least 1"),
         (0.0 <= cfg["drop_path_prob"] < 1.0, "drop_path_prob must be in [0, 1)"),
@@ -259,6 +262,9 @@ class Trainer:
             t0 = time.perf_counter()
             record = {"epoch": epoch + 1, **self.train_epoch(epoch), **self.test()}
             record["epoch_time"] = round(time.perf_counter() - t0, 3)
+            guard.check_epoch(epoch + 1, self.run_dir, "training", {k: record[k] for k in ("train_loss", "test_loss")},
+                              {"weights": self.model.state_dict().values(),
+                               "optimizer state": guard.optimizer_tensors(self.optimizer)}, hint="lower lr")
             append_jsonl(metrics_path, record)
             if selected_on and (self.best_acc is None or record[selected_on] > self.best_acc):
                 self.best_acc = record[selected_on]
@@ -312,32 +318,42 @@ def train(arch, config: dict | str | Path | None = None, *, overrides: list[str]
     if resume is not None:
         if arch is not None or config is not None or overrides or out is not None:
             raise UserError("--resume continues a run with its own architecture and config: drop GENOTYPE/--set/--out")
-        run_dir = Path(resume)
-        if not all((run_dir / n).is_file() for n in (CHECKPOINT, "config.yaml", GENOTYPE_FILE)):
-            raise UserError(f"--resume {run_dir}: no checkpoint.pt, config.yaml and genotype.json there; "
-                            "give a training run directory")
-        genotype = resolve_genotype(run_dir)
-        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()), arch=genotype)
-        trainer = Trainer(genotype, cfg, run_dir, progress)
-        trainer.load_state_dict(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False))
-        records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["epoch"] <= trainer.start_epoch]
-        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-        return trainer.run(stop_after)
+        run_dir = runs.resume_dir(resume, "train")
+        with runs.active_run(run_dir, "train"):
+            # The recipe is the architecture's space's; load_run first says what is missing, if anything.
+            complete = all(runs.path_kind(run_dir / n) == "file" for n in (CHECKPOINT, "config.yaml"))
+            genotype = resolve_genotype(run_dir) if complete else None
+            run_dir, cfg, state, _ = runs.load_run(run_dir, "train", lambda raw: resolve_config(raw, arch=genotype),
+                                                   keys={"epoch": int, "model": dict, "optimizer": dict,
+                                                         "scheduler": dict, "rng": dict,
+                                                         "best_acc": (float, type(None))})
+            trainer = Trainer(genotype, cfg, run_dir, progress)
+            with runs.restoring(run_dir, f"config.yaml and {GENOTYPE_FILE}"):
+                trainer.load_state_dict(state)
+            records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) <= trainer.start_epoch]
+            atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+            if progress:
+                print(runs.start_line("train", trainer.device, precision(cfg, trainer.device), run_dir,
+                                      resumed_at=trainer.start_epoch), flush=True)
+            return trainer.run(stop_after)
 
     genotype = resolve_genotype(arch)
     cfg = resolve_config(config, overrides, arch=genotype)
     run_dir, created = new_run_dir(out, "train")
+    wrote, trainer = False, None
     try:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        atomic_write_text(run_dir / GENOTYPE_FILE, json.dumps(genotype_payload(genotype), indent=1) + "\n")
-        trainer = Trainer(genotype, cfg, run_dir, progress)
+        with runs.active_run(run_dir, "train"):
+            atomic_write_text(run_dir / "config.yaml", dump(cfg, runs.provenance()))
+            wrote = True
+            atomic_write_text(run_dir / GENOTYPE_FILE, json.dumps(genotype_payload(genotype), indent=1) + "\n")
+            trainer = Trainer(genotype, cfg, run_dir, progress)
+            if progress:
+                print(runs.start_line("train", trainer.device, precision(cfg, trainer.device), run_dir), flush=True)
+            return trainer.run(stop_after)
     except BaseException:
-        for name in ("config.yaml", GENOTYPE_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-        if created and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        if wrote and trainer is None:  # failed before its first epoch began: leave nothing behind
+            runs.remove_failed_run(run_dir, created, ("config.yaml", GENOTYPE_FILE))
         raise
-    return trainer.run(stop_after)
 
 
 # --- trained networks: load, evaluate, export ---------------------------------------------------
@@ -346,26 +362,25 @@ def load_trained(source: str | Path, num_classes: int | None = None) -> tuple[nn
     """The network in a weights file (``best.pt``/``weights.pt``) or a run directory (its
     ``weights.pt``, else ``best.pt``), in eval mode, and the file's payload."""
     path = Path(source)
-    if path.is_dir():
+    if runs.path_kind(path) == "dir":
         path = next((path / n for n in (FINAL, BEST) if (path / n).is_file()), None)
         if path is None:
             raise UserError(f"{source} has no weights.pt or best.pt: give a training run directory or a weights file")
-    if not path.is_file():
+    if runs.path_kind(path) != "file":
         raise UserError(f"weights {source} not found: give a training run directory or a weights file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(payload, dict) or not {"space", "genotype", "family", "network", "num_classes", "model"} <= set(payload):
-            raise ValueError("missing entries")
-    except Exception as e:
-        raise UserError(f"{path} is not a noisydarts weights file ({type(e).__name__}): give best.pt or weights.pt of a training run") from e
+    payload = runs.load_torch_file(path, "noisydarts weights file",
+                                   {"space": str, "genotype": (dict, list, str), "family": str, "network": dict,
+                                    "num_classes": int, "model": dict},
+                                   "give best.pt or weights.pt of a training run")
     if num_classes is not None and num_classes != payload["num_classes"]:
         raise UserError(f"the weights in {path} classify {payload['num_classes']} classes but the data has {num_classes}: "
                         "evaluate on the dataset the network was trained on")
     genotype = genotype_from_payload(payload, str(path))
-    model = space_of(genotype).build_network(genotype, payload["family"], payload["num_classes"], payload["network"])
     try:
+        model = space_of(genotype).build_network(genotype, payload["family"], payload["num_classes"],
+                                                 payload["network"], _in_channels(payload))
         model.load_state_dict(payload["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise UserError(f"the weights in {path} do not fit the architecture they name ({str(e).splitlines()[0]})") from e
     return model.eval(), payload
 
@@ -387,31 +402,28 @@ def evaluate(source: str | Path, data: str | None = None, *, root=None, batch_si
 
 
 def export(source: str | Path, fmt: str = "torchscript", out: str | Path | None = None) -> Path:
-    """Write the trained network (eval mode, logits only) as TorchScript or ONNX; returns the file."""
-    if fmt not in ("torchscript", "onnx"):
-        raise UserError(f"unknown export format {fmt!r}: use torchscript or onnx")
-    if fmt == "onnx":
-        try:
-            import onnx  # noqa: F401
-        except ImportError as e:
-            raise UserError("ONNX export needs the onnx package: pip install onnx (or use --format torchscript)") from e
+    """Write the trained network (eval mode, logits only) as one TorchScript or ONNX file
+    (:mod:`noisydarts.exporting`); returns the file. ``out``: a file, or a directory to put
+    ``model.ts`` / ``model.onnx`` in (missing directories are created); default: beside the weights."""
+    from .exporting import FORMATS, check_format, export_bytes
+
+    check_format(fmt)
     model, payload = load_trained(source)
     r = payload.get("resolution", 32)
-    example = torch.randn(1, 3, r, r)
-    base = Path(source) if Path(source).is_dir() else Path(source).parent
-    out = Path(out) if out else base / ("model.ts" if fmt == "torchscript" else "model.onnx")
+    example = torch.randn(2, _in_channels(payload), r, r)
+    base = Path(source) if runs.path_kind(source) == "dir" else Path(source).parent
+    name = "model" + FORMATS[fmt]
+    out = base / name if out is None else Path(out) / name if runs.path_kind(out) == "dir" else Path(out)
     if out.exists():
         raise UserError(f"{out} already exists: choose another --out")
-    if fmt == "torchscript":
-        import io
-
-        from .runs import atomic_write_bytes
-
-        traced = torch.jit.trace(model, example, check_trace=False)
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
-        atomic_write_bytes(out, buffer.getvalue())
-    else:
-        torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {out.parent} ({runs.os_reason(e)}): choose another --out") from e
+    runs.atomic_write_bytes(out, export_bytes(fmt, model, example))
     return out
+
+
+def _in_channels(payload: dict) -> int:
+    """Image channels the network takes: the input width of its first convolution."""
+    return next((int(v.shape[1]) for v in payload["model"].values() if getattr(v, "ndim", 0) == 4), 3)

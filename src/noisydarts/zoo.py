@@ -14,9 +14,12 @@ reports 3.3 M for its first-order cell, whose released genotype gives 3.17 M.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from .errors import UserError
 
@@ -58,13 +61,59 @@ def published(name: str) -> dict:
 
 def table(dataset: str = "cifar10") -> list[dict]:
     """One row per zoo genotype: published params / mult-adds / top-1 and the computed params
-    and mult-adds of its evaluation network (see :func:`noisydarts.models.info`)."""
-    from .models import info
+    and mult-adds of its evaluation network (see :func:`noisydarts.models.info`).
 
+    Counting every network takes seconds each, so the computed figures are cached in
+    :func:`cache_dir` under a key made of everything they depend on (the genotypes, the code
+    that builds and counts the networks, the torch version); an unwritable cache only costs time."""
+    figures = _cached_figures(dataset)
     rows = []
     for name in ZOO:
         pub = published(name)
         rows.append({"name": name, "published_params_m": pub.get("cifar10_params_m"),
                      "published_multadds_m": pub.get("cifar10_multadds_m"), "published_top1": pub.get("cifar10_top1"),
-                     **info(get(name), dataset), "search": entry(name).get("search", "")})
+                     **figures[name], "search": entry(name).get("search", "")})
     return rows
+
+
+def cache_dir() -> Path:
+    """``$NOISYDARTS_CACHE``, else ``$XDG_CACHE_HOME/noisydarts``, else ``~/.cache/noisydarts``."""
+    if os.environ.get("NOISYDARTS_CACHE"):
+        return Path(os.environ["NOISYDARTS_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "noisydarts"
+
+
+def _cache_key(dataset: str) -> str:
+    import torch
+
+    h = hashlib.sha256(f"{dataset} {torch.__version__}".encode())
+    # The genotypes and every module that can change how a network is built or counted.
+    root = Path(__file__).resolve().parent
+    parts = [root / "assets" / "genotypes.json", *sorted(root.glob("*.py")), *sorted((root / "spaces").rglob("*.py"))]
+    for part in parts:
+        try:
+            h.update(part.read_bytes())
+        except OSError:
+            h.update(str(part).encode())
+    return h.hexdigest()[:20]
+
+
+def _cached_figures(dataset: str) -> dict[str, dict]:
+    from .models import info
+
+    path = cache_dir() / f"zoo-{dataset}-{_cache_key(dataset)}.json"
+    try:
+        figures = json.loads(path.read_text())
+        if isinstance(figures, dict) and set(figures) == set(ZOO):
+            return figures
+    except (OSError, ValueError):
+        pass
+    figures = {name: info(get(name), dataset) for name in ZOO}
+    try:
+        from .runs import atomic_write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(figures))
+    except (OSError, UserError):
+        pass  # a read-only home: the table is right, only slower next time
+    return figures

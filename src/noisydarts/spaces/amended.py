@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from ..errors import UserError
 from ..noise import SkipNoise
 from . import darts
-from .base import CellGraph, Space, parse_literal_call
+from ..literals import edge_list, int_list, parse_call
+from .base import CellGraph, Space
 from .darts.genotype import _validate_cell
 from .darts.network import NETWORKS
 from .darts.supernet import EDGES, DartsSupernet, _derive_cell
@@ -45,12 +46,11 @@ class CellwiseGenotype:
     concat: tuple
 
     def __post_init__(self):
-        try:
-            cells = tuple(tuple((str(op), int(j)) for op, j in gene) for gene in self.cells)
-            reductions = tuple(self.reductions)
-            concat = tuple(int(i) for i in self.concat)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"malformed cell-wise genotype ({e}): expected {EXAMPLE}") from e
+        if not isinstance(self.cells, (list, tuple)) or not isinstance(self.reductions, (list, tuple)):
+            raise UserError(f"a cell-wise genotype needs a list of genes and a list of reduction flags: {EXAMPLE}")
+        cells = tuple(edge_list(gene, f"cells[{i}]") for i, gene in enumerate(self.cells))
+        reductions = tuple(self.reductions)
+        concat = int_list(self.concat, "concat")
         if not cells or len(reductions) != len(cells) or not all(isinstance(r, bool) for r in reductions):
             raise UserError(f"a cell-wise genotype needs a gene and a reduction flag (true/false) per cell: {EXAMPLE}")
         for i, gene in enumerate(cells):
@@ -83,7 +83,7 @@ class CellwiseGenotype:
 
     @classmethod
     def parse(cls, text: str) -> "CellwiseGenotype":
-        return cls.from_dict(parse_literal_call(text, "CellwiseGenotype", EXAMPLE))
+        return cls.from_dict(parse_call(text, "CellwiseGenotype", EXAMPLE, ("cells", "reductions", "concat")))
 
     def __str__(self) -> str:
         cells = ", ".join("[" + ", ".join(f"({op!r}, {j})" for op, j in gene) + "]" for gene in self.cells)

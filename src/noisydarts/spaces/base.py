@@ -20,7 +20,6 @@ space module asks which space or genotype type it holds.
 
 from __future__ import annotations
 
-import ast
 import copy
 from dataclasses import dataclass, field
 
@@ -94,40 +93,6 @@ class CellGraph:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     bend: dict[tuple[str, str], float] = field(default_factory=dict)
-
-
-# --- text forms --------------------------------------------------------------------------------------
-
-def parse_literal_call(text: str, name: str, example: str) -> dict:
-    """The keyword arguments of ``name(key=literal, ...)`` text (the form papers print genotypes in).
-
-    Only literals are accepted (lists, tuples, strings, numbers) and ``range(a, b)`` with literal
-    ints; a module prefix (``genotypes.Genotype(...)``) is allowed. Nothing is evaluated."""
-    try:
-        call = ast.parse(text.strip(), mode="eval").body
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
-        raise UserError(f"cannot parse {name} text ({getattr(e, 'msg', type(e).__name__)}): expected {example}") from e
-    func = getattr(call, "func", None)
-    if not (isinstance(call, ast.Call) and getattr(func, "id", getattr(func, "attr", "")) == name) or call.args:
-        raise UserError(f"{name} text must look like {example}")
-    values = {}
-    for kw in call.keywords:
-        if kw.arg is None:
-            raise UserError(f"{name} text must name every field: {example}")
-        values[kw.arg] = _literal(kw.value, kw.arg, name)
-    return values
-
-
-def _literal(node: ast.AST, key: str, name: str):
-    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "range" and not node.keywords:
-        args = [_literal(a, key, name) for a in node.args]
-        if not 1 <= len(args) <= 3 or not all(type(a) is int and abs(a) < 10_000 for a in args):
-            raise UserError(f"{name} field {key!r}: range() takes one to three small integers")
-        return list(range(*args))
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
-        raise UserError(f"{name} field {key!r} is not a literal (lists, strings and numbers only)") from e
 
 
 # --- the interface -------------------------------------------------------------------------------------

@@ -195,10 +195,16 @@ class NB201Space(Space):
                 "imagenet16_test": r.imagenet16_test, "skip_count": arch.count("skip_connect")}
 
     def describe(self, arch: NB201Arch) -> str:
-        best = max(bench.table(), key=lambda r: r.cifar10_test)
-        return (bench.format_result(bench.lookup(arch)) + "\n"
-                f"(the benchmark's 200-epoch test accuracies of this cell; for scale, on CIFAR-10 the best cell reaches "
-                f"{best.cifar10_test:.2f} % and the all-skip collapse {bench.lookup(ALL_SKIP).cifar10_test:.2f} %)")
+        """The found cell with the benchmark's accuracies, said for what they are: after the
+        benchmark's own 200-epoch training, with the best cell and the all-skip collapse for scale."""
+        r, best = bench.lookup(arch), max(bench.table(), key=lambda row: row.cifar10_test)
+        return "\n".join([
+            f"found cell:      {r.arch}  (NAS-Bench-201 index {r.index})",
+            "NAS-Bench-201 test accuracy of this cell trained by the benchmark (200 epochs; not measured by this search):",
+            f"  CIFAR-10 {r.cifar10_test:.2f} %, CIFAR-100 {r.cifar100_test:.2f} %, ImageNet16-120 {r.imagenet16_test:.2f} %",
+            f"  for scale, CIFAR-10: the best cell {best.cifar10_test:.2f} %, the all-skip_connect cell (collapse) "
+            f"{bench.lookup(ALL_SKIP).cifar10_test:.2f} %",
+        ])
 
     # --- genotypes ---
     def parse(self, text: str):

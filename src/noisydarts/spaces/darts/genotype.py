@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 
 from ...errors import UserError
+from ...literals import genotype_fields, parse_call
 from ...ops import OPS
-from ..base import parse_literal_call
 
 Edge = tuple[str, int]
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
@@ -61,8 +61,8 @@ class Genotype:
         if not isinstance(d, dict) or any(k not in d for k in _FIELDS):
             raise UserError(f"a genotype needs the keys {', '.join(_FIELDS)}")
         try:
-            return cls(**{k: tuple(tuple(e) if k in ("normal", "reduce") else e for e in d[k]) for k in _FIELDS})
-        except (TypeError, ValueError) as e:
+            return cls(**genotype_fields(d, _FIELDS))
+        except (TypeError, ValueError, OverflowError) as e:
             raise UserError(f"malformed genotype ({e}): each edge is [op_name, input_index]") from e
 
     def to_json(self) -> str:
@@ -79,8 +79,9 @@ class Genotype:
 
     @classmethod
     def parse(cls, text: str) -> "Genotype":
-        """Parse the literature's text form (``range(2, 6)`` is accepted for the concat lists)."""
-        return cls.from_dict(parse_literal_call(text, "Genotype", EXAMPLE))
+        """Parse the literature's text form (``range(2, 6)`` is accepted for the concat lists);
+        values are read as literals (:mod:`noisydarts.literals`), never evaluated."""
+        return cls.from_dict(parse_call(text, "Genotype", EXAMPLE, _FIELDS))
 
     # --- what the evaluation networks ask ------------------------------------------------------
     def nodes_of(self, kind: str) -> list[list[Edge]]:
