@@ -290,3 +290,9 @@ def test_training_recipes():
     assert (cifar["epochs"], cifar["batch_size"], cifar["lr"], cifar["weight_decay"], cifar["drop_path_prob"]) == \
         (200, 256, 0.05, 0.0, 0.1)
     assert cifar["network"]["dropout"] == 0.1 and cifar["network"]["stem_stride"] == 1
+
+
+def test_end_of_search_summary_names_the_genotype_and_its_imagenet_size():
+    text = SPACE.describe(zoo.get("noisydarts_A_plain"))
+    assert text.splitlines()[0] == f"genotype: {zoo.get('noisydarts_A_plain')}"
+    assert "0 of the 13 layers" in text and "4.88 M params, 446 M mult-adds" in text

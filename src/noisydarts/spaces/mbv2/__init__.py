@@ -53,7 +53,8 @@ class MBV2Space(Space):
     def describe(self, genotype: LayerwiseGenotype) -> str:
         size = self.info(genotype, "imagenet")
         skips = genotype.count(IDENTITY)
-        return (f"{skips} of the {len(IDENTITY_LAYERS)} layers that may be the identity chose it; "
+        return (f"genotype: {genotype}\n"
+                f"{skips} of the {len(IDENTITY_LAYERS)} layers that may be the identity chose it; "
                 f"ImageNet network at 224 px: {size['params_m']:.2f} M params, {size['multadds_m']:.0f} M mult-adds "
                 f"(NoisyDARTS-A without SE: 4.88 M)")
 
