@@ -133,10 +133,24 @@ def test_noise_goes_on_the_identity_output_only():
     assert users == list(IDENTITY_LAYERS)
 
 
+def test_checkpointing_gives_the_same_gradients_noise_included():
+    grads = []
+    for checkpoint in (False, True):
+        torch.manual_seed(0)
+        net = tiny_supernet(noise=SkipNoise(lam=0.5), checkpoint=checkpoint)
+        x = torch.randn(4, 3, 16, 16)
+        torch.manual_seed(1)  # the same noise draws
+        net(x).square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
 def test_search_config_checks():
     base = {"space": {"name": "mbv2"}}
     cfg = noisydarts.resolve_config(None, base)
-    assert cfg["space"] == {"name": "mbv2", "width_mult": 1.0, "stem_stride": 2, "ops": list(CHOICES), "affine": False}
+    assert cfg["space"] == {"name": "mbv2", "width_mult": 1.0, "stem_stride": 2, "ops": list(CHOICES), "affine": False,
+                            "checkpoint": False}
     for override, message in [("space.ops=[skip_connect]", "at least one MBConv"),
                               ("space.ops=[mb3_k3,sep_conv_3x3]", "unknown operation 'sep_conv_3x3'"),
                               ("space.stem_stride=4", "stem_stride must be 1"),
@@ -269,7 +283,7 @@ def test_imagenet_search_presets_follow_the_paper(tmp_path):
     assert (cfg["weights"]["lr"], cfg["weights"]["lr_min"], cfg["weights"]["momentum"]) == (0.045, 0.0, 0.9)
     assert (cfg["arch"]["lr"], cfg["arch"]["betas"]) == (1e-3, [0.5, 0.999])
     assert cfg["noise"]["enabled"] and cfg["noise"]["lambda"] == 0.2 and cfg["noise"]["mean"] == 0.0
-    assert cfg["data"]["resolution"] == 224
+    assert cfg["data"]["resolution"] == 224 and cfg["space"]["checkpoint"]
     twin = noisydarts.resolve_config("darts-mbv2-imagenet")
     assert not twin["noise"]["enabled"]
     same = lambda c: {k: v for k, v in c.items() if k not in ("noise", "description")}  # noqa: E731

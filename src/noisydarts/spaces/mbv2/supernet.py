@@ -19,7 +19,13 @@ through the same op transform as in the cell spaces (keyed by ``skip_connect``):
 FairNAS), so such a layer computes ``x + sum_k w_k body_k(x) + w_skip * noise``.
 
 **BatchNorm** in the candidate blocks has no affine parameters by default (``space.affine``), as
-in DARTS search cells; stem, DS block and head are affine. Derivation (:func:`derive`) is the
+in DARTS search cells; stem, DS block and head are affine.
+
+**Memory.** The full supernet keeps about 0.32 GB of activations per 224 px image (fp32), so the
+paper's batch 768 would need about 240 GB. ``space.checkpoint`` recomputes each layer in the
+backward pass (:func:`torch.utils.checkpoint.checkpoint`) and keeps only the layers' inputs,
+for about one more forward pass of compute. The recomputation updates BN running statistics a
+second time (they only serve the search's validation accuracy). Derivation (:func:`derive`) is the
 per-layer argmax, the identity included where allowed.
 """
 
@@ -29,6 +35,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from ...errors import UserError
 from ...mixed import WEIGHTINGS
@@ -44,6 +51,7 @@ DEFAULTS = {
     "stem_stride": 2,     # 2 on ImageNet (224 px); 1 for CIFAR-sized images
     "ops": list(CHOICES),
     "affine": False,      # affine BN in the candidate blocks (DARTS search cells: no)
+    "checkpoint": False,  # recompute each layer in the backward pass instead of keeping its activations
 }
 
 
@@ -103,9 +111,10 @@ class MBV2Supernet(Supernet):
 
     def __init__(self, num_classes: int, width_mult: float = 1.0, stem_stride: int = 2, ops=CHOICES, *,
                  noise: nn.Module | None = None, weighting: str = "softmax", affine: bool = False,
-                 in_channels: int = 3):
+                 checkpoint: bool = False, in_channels: int = 3):
         super().__init__()
         self.op_names = list(ops)
+        self.checkpoint = checkpoint
         self.noise = noise
         self.arch["alpha_layer"] = nn.Parameter(1e-3 * torch.randn(NUM_LAYERS, len(self.op_names)))
         # Each layer is its own node: edge normalization (PC-DARTS) is the identity here.
@@ -135,7 +144,11 @@ class MBV2Supernet(Supernet):
         rows = self.layer_weights().unbind(0)
         x = self.stem(x)
         for layer, w in zip(self.layers, rows):
-            x = layer(x, w)
+            if self.checkpoint and torch.is_grad_enabled():
+                # The RNG state is replayed, so the recomputation draws the same noise.
+                x = checkpoint(layer, x, w, use_reentrant=False)
+            else:
+                x = layer(x, w)
         return self.classifier(self.head(x))
 
     @torch.no_grad()
@@ -163,7 +176,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> MBV2Supernet:
     space = cfg["space"]
     return MBV2Supernet(num_classes, space["width_mult"], space["stem_stride"], space["ops"],
                         noise=SkipNoise.from_config(cfg["noise"]), weighting=cfg["edge"]["weighting"],
-                        affine=space["affine"], in_channels=in_channels)
+                        affine=space["affine"], checkpoint=space["checkpoint"], in_channels=in_channels)
 
 
 def validate(cfg: dict) -> None:
