@@ -8,8 +8,8 @@ pooling, classifier); each searchable layer is a :class:`MixedLayer` over the ch
 **One α row per layer, 7 columns.** ``alpha_layer`` is a ``[19, len(ops)]`` matrix (``kinds =
 ("layer",)``). In the 6 layers without an identity, the identity's column is masked: after the
 weighting, its weight is set to 0 and the row is rescaled to its former total, which for the
-softmax is exactly the softmax over the layer's own 6 choices (its α entry gets no gradient and
-is never chosen). Every row has the same length, so metrics, plots and derivation treat the 19
+softmax is exactly the softmax over the layer's own 6 choices; its α entry is never chosen and
+its gradient is exactly 0 (a gradient hook removes the float rounding). Every row has the same length, so metrics, plots and derivation treat the 19
 layers alike. That these 6 layers have 6 choices (not a projection "skip") is our reading: the
 paper does not say (spec ``mbv2-space.md``).
 
@@ -21,12 +21,13 @@ FairNAS), so such a layer computes ``x + sum_k w_k body_k(x) + w_skip * noise``.
 **BatchNorm** in the candidate blocks has no affine parameters by default (``space.affine``), as
 in DARTS search cells; stem, DS block and head are affine.
 
+**Derivation** (:func:`derive`) is the per-layer argmax, the identity included where allowed.
+
 **Memory.** The full supernet keeps about 0.32 GB of activations per 224 px image (fp32), so the
 paper's batch 768 would need about 240 GB. ``space.checkpoint`` recomputes each layer in the
 backward pass (:func:`torch.utils.checkpoint.checkpoint`) and keeps only the layers' inputs,
 for about one more forward pass of compute. The recomputation updates BN running statistics a
-second time (they only serve the search's validation accuracy). Derivation (:func:`derive`) is the
-per-layer argmax, the identity included where allowed.
+second time (they only serve the search's validation accuracy).
 """
 
 from __future__ import annotations
