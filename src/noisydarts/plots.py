@@ -44,6 +44,9 @@ OP_COLORS: dict[str, str] = {
     "dil_conv_5x5": "#bcbd22",
     "nor_conv_1x1": "#ff7f0e",
     "nor_conv_3x3": "#9467bd",
+    # MobileNetV2 space: hue = kernel (3 purple, 5 green, 7 blue), light = expansion 3, dark = 6
+    "mb3_k3": "#c5b0d5", "mb3_k5": "#98df8a", "mb3_k7": "#9ecae1",
+    "mb6_k3": "#6a3d9a", "mb6_k5": "#33a02c", "mb6_k7": "#2171b5",
 }
 NB201_ACCURACIES = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
 FORMATS = ("png", "svg")
@@ -188,7 +191,9 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
     marker = "o" if len(epochs) <= 12 else None
     # Zoom on the weights' range (shared by all panels): early in a search they all sit near
     # 1/K and would be one flat line on a 0..1 axis. The dotted line marks that uniform 1/K.
-    low, high = float(alpha.min()), float(alpha.max())
+    # A choice a row does not have (the mbv2 space's masked identity) weighs exactly 0: not zoomed on.
+    present = alpha[alpha > 0]
+    low, high = float(present.min() if present.size else 0.0), float(alpha.max())
     pad = max(0.08 * (high - low), 2e-4)
     uniform = 1.0 / len(ops)
     for e, ax in enumerate(axes.flat):

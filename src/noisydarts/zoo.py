@@ -1,8 +1,9 @@
 """Published genotypes, by name, with the figures their papers report.
 
-The asset ``assets/genotypes.json`` is a verbatim copy of the team's data file
-(``shared/data/genotypes.json``): NoisyDARTS a-j from the NoisyDARTS reference release,
-DARTS V1/V2 from the DARTS release and PC-DARTS from its release; each entry keeps its
+The asset ``assets/genotypes.json`` is the team's data file (``shared/data/genotypes.json``):
+NoisyDARTS a-j from the NoisyDARTS reference release, DARTS V1/V2 from the DARTS release and
+PC-DARTS from its release, plus NoisyDARTS-A of the MobileNetV2 space (``noisydarts_A`` with SE
+and Swish, ``noisydarts_A_plain`` without, ``"space": "mbv2"``); each entry keeps its
 ``source``, the ``search`` setting that found it and the ``published`` CIFAR-10 figures
 (params in M, mult-adds in M where published, top-1 in %).
 

@@ -63,7 +63,7 @@ def parse_genotype(text: str):
         return genotype
     shown = text if len(text) <= 60 else text[:57] + "..."
     raise UserError(f"{shown!r} is not a genotype in any space's text form "
-                    "(Genotype(...), an NB201 string |op~0|+..., CellwiseGenotype(...), ...)")
+                    "(Genotype(...), an NB201 string |op~0|+..., CellwiseGenotype(...), LayerwiseGenotype(...), ...)")
 
 
 def genotype_payload(genotype) -> dict:
@@ -88,9 +88,9 @@ def build_supernet(cfg: dict, num_classes: int, in_channels: int = 3):
     return get_space(cfg).build_supernet(cfg, num_classes, in_channels)
 
 
-from . import amended, darts, nb201  # noqa: E402  (each module defines its SPACE)
+from . import amended, darts, mbv2, nb201  # noqa: E402  (each module defines its SPACE)
 
-for _module in (darts, nb201, amended):
+for _module in (darts, nb201, amended, mbv2):
     register_space(_module.SPACE)
 
 __all__ = ["DATASETS", "FAMILIES", "SPACES", "CellGraph", "Space", "build_supernet", "count_multadds", "count_params",

@@ -1,0 +1,193 @@
+"""The MobileNetV2 layer-wise supernet and its derivation (NoisyDARTS Sec. 4.3).
+
+The fixed skeleton of :mod:`.blocks` (stem, DS block, 19 searchable layers, 1x1 conv to 1280,
+pooling, classifier); each searchable layer is a :class:`MixedLayer` over the choices of
+``space.ops``: MBConv expansion {3, 6} x kernel {3, 5, 7} and, where stride is 1 and in = out
+(13 of the 19 layers), the identity ``skip_connect``.
+
+**One α row per layer, 7 columns.** ``alpha_layer`` is a ``[19, len(ops)]`` matrix (``kinds =
+("layer",)``). In the 6 layers without an identity, the identity's column is masked: after the
+weighting, its weight is set to 0 and the row is rescaled to its former total, which for the
+softmax is exactly the softmax over the layer's own 6 choices; its α entry is never chosen and
+its gradient is exactly 0 (a gradient hook removes the float rounding). Every row has the same length, so metrics, plots and derivation treat the 19
+layers alike. That these 6 layers have 6 choices (not a projection "skip") is our reading: the
+paper does not say (spec ``mbv2-space.md``).
+
+**NoisyDARTS.** The identity's output gets the noise of :class:`noisydarts.noise.SkipNoise`
+through the same op transform as in the cell spaces (keyed by ``skip_connect``): Eq. 6 with
+``o_skip(x) = x``. MBConvs whose stride is 1 and in = out keep their own residual (ProxylessNAS,
+FairNAS), so such a layer computes ``x + sum_k w_k body_k(x) + w_skip * noise``.
+
+**BatchNorm** in the candidate blocks has no affine parameters by default (``space.affine``), as
+in DARTS search cells; stem, DS block and head are affine.
+
+**Derivation** (:func:`derive`) is the per-layer argmax, the identity included where allowed.
+
+**Memory.** The full supernet keeps about 0.32 GB of activations per 224 px image (fp32), so the
+paper's batch 768 would need about 240 GB. ``space.checkpoint`` recomputes each layer in the
+backward pass (:func:`torch.utils.checkpoint.checkpoint`) and keeps only the layers' inputs,
+for about one more forward pass of compute. The recomputation updates BN running statistics a
+second time (they only serve the search's validation accuracy).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from ...errors import UserError
+from ...mixed import WEIGHTINGS
+from ...noise import SkipNoise
+from ...ops import check_op_list
+from ...supernet import Supernet
+from .blocks import (CHOICES, IDENTITY, IDENTITY_LAYERS, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, MBConv, head,
+                     init_weights, mbconv_shape, scaled, stem)
+from .genotype import LayerwiseGenotype
+
+DEFAULTS = {
+    "width_mult": 1.0,    # channels of every layer x this (rounded to multiples of 8)
+    "stem_stride": 2,     # 2 on ImageNet (224 px); 1 for CIFAR-sized images
+    "ops": list(CHOICES),
+    "affine": False,      # affine BN in the candidate blocks (DARTS search cells: no)
+    "checkpoint": False,  # recompute each layer in the backward pass instead of keeping its activations
+}
+
+
+def allowed_choices(op_names) -> torch.Tensor:
+    """``[19, len(op_names)]`` bool: which choices each layer has (the identity only in the 13
+    layers with stride 1 and in = out)."""
+    allowed = torch.ones(NUM_LAYERS, len(op_names), dtype=torch.bool)
+    if IDENTITY in op_names:
+        no_identity = [i for i in range(NUM_LAYERS) if i not in IDENTITY_LAYERS]
+        allowed[no_identity, list(op_names).index(IDENTITY)] = False
+    return allowed
+
+
+def restrict(weights: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Zero the weights of choices a layer does not have and rescale each row to its former total
+    (for the softmax: exactly the softmax over the allowed choices)."""
+    kept = weights * allowed
+    return kept * (weights.sum(-1, keepdim=True) / kept.sum(-1, keepdim=True))
+
+
+class MixedLayer(nn.Module):
+    """``sum_k w_k o_k(x)`` over the choices this layer has (NoisyDARTS Eq. 6): the counterpart of
+    :class:`noisydarts.mixed.MixedEdge` for blocks that change width and stride. ``op_transforms``
+    act on one choice's output by name (the NoisyDARTS noise on ``skip_connect``)."""
+
+    def __init__(self, op_names, C_in: int, C_out: int, stride: int, identity_allowed: bool, *,
+                 residual: bool, affine: bool = False, op_transforms: dict[str, Callable] | None = None):
+        super().__init__()
+        self.op_names = list(op_names)
+        self.active = [k for k, name in enumerate(self.op_names) if name != IDENTITY or identity_allowed]
+        ops = []
+        for k in self.active:
+            if self.op_names[k] == IDENTITY:
+                ops.append(nn.Identity())
+            else:
+                e, kernel = mbconv_shape(self.op_names[k])
+                ops.append(MBConv(C_in, C_out, e, kernel, stride, residual=residual, affine=affine))
+        self.ops = nn.ModuleList(ops)
+        # A plain list, not submodules: the noise is one module, registered once on the supernet.
+        transforms = op_transforms or {}
+        self.transforms = [transforms.get(self.op_names[k]) for k in self.active]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: this layer's row, one entry per op name (0 where the choice is absent)."""
+        w = weights.unbind(0)
+        out = None
+        for k, op, transform in zip(self.active, self.ops, self.transforms):
+            y = op(x)
+            if transform is not None:
+                y = transform(y)
+            out = y * w[k] if out is None else out + y * w[k]
+        return out
+
+
+class MBV2Supernet(Supernet):
+    kinds = ("layer",)
+
+    def __init__(self, num_classes: int, width_mult: float = 1.0, stem_stride: int = 2, ops=CHOICES, *,
+                 noise: nn.Module | None = None, weighting: str = "softmax", affine: bool = False,
+                 checkpoint: bool = False, in_channels: int = 3):
+        super().__init__()
+        self.op_names = list(ops)
+        self.checkpoint = checkpoint
+        self.noise = noise
+        self.arch["alpha_layer"] = nn.Parameter(1e-3 * torch.randn(NUM_LAYERS, len(self.op_names)))
+        # Each layer is its own node: edge normalization (PC-DARTS) is the identity here.
+        self.weighting = WEIGHTINGS[weighting](self.arch, self.kinds, list(range(NUM_LAYERS)))
+        self.register_buffer("allowed", allowed_choices(self.op_names), persistent=False)
+        # The masked entries' gradient is zero analytically; float rounding leaves ~1e-7 of the
+        # others', which Adam would normalize into full-size steps: make it exactly zero.
+        self.arch["alpha_layer"].register_hook(self._mask_gradient)
+        self.stem = stem(in_channels, width_mult, stem_stride)
+        transforms = {IDENTITY: noise} if noise is not None else None
+        self.layers = nn.ModuleList(
+            MixedLayer(self.op_names, scaled(INPUTS[i], width_mult), scaled(WIDTHS[i], width_mult), STRIDES[i],
+                       i in IDENTITY_LAYERS, residual=i in IDENTITY_LAYERS, affine=affine, op_transforms=transforms)
+            for i in range(NUM_LAYERS))
+        self.head = head(width_mult)
+        self.classifier = nn.Linear(self.head[0].out_channels, num_classes)
+        init_weights(self)  # the weight modules only: alpha keeps its small random start
+
+    def _mask_gradient(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * self.allowed
+
+    def layer_weights(self) -> torch.Tensor:
+        """``[19, ops]`` effective weights: the weighting's, restricted to each layer's choices."""
+        return restrict(self.weighting("layer"), self.allowed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.layer_weights().unbind(0)
+        x = self.stem(x)
+        for layer, w in zip(self.layers, rows):
+            if self.checkpoint and torch.is_grad_enabled():
+                # The RNG state is replayed, so the recomputation draws the same noise.
+                x = checkpoint(layer, x, w, use_reentrant=False)
+            else:
+                x = layer(x, w)
+        return self.classifier(self.head(x))
+
+    @torch.no_grad()
+    def arch_weights(self) -> dict[str, torch.Tensor]:
+        weights = super().arch_weights()
+        return {"layer": restrict(weights["layer"], self.allowed.cpu())}
+
+    def genotype(self) -> LayerwiseGenotype:
+        return derive(self.arch_weights()["layer"], self.op_names)
+
+
+def derive(weights: torch.Tensor, op_names) -> LayerwiseGenotype:
+    """Per layer, the choice with the largest weight among the choices the layer has (the identity
+    only where allowed); ties go to the earlier choice. A pure function of ``[19, ops]`` weights."""
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    op_names = list(op_names)
+    if weights.shape != (NUM_LAYERS, len(op_names)):
+        raise UserError(f"layer-wise weights must be [{NUM_LAYERS}, {len(op_names)}], got {list(weights.shape)}")
+    best = weights.masked_fill(~allowed_choices(op_names), float("-inf")).argmax(dim=1)
+    return LayerwiseGenotype(tuple(op_names[int(k)] for k in best))
+
+
+def build(cfg: dict, num_classes: int, in_channels: int = 3) -> MBV2Supernet:
+    """The supernet of a resolved search config (sections ``space``, ``noise`` and ``edge``)."""
+    space = cfg["space"]
+    return MBV2Supernet(num_classes, space["width_mult"], space["stem_stride"], space["ops"],
+                        noise=SkipNoise.from_config(cfg["noise"]), weighting=cfg["edge"]["weighting"],
+                        affine=space["affine"], checkpoint=space["checkpoint"], in_channels=in_channels)
+
+
+def validate(cfg: dict) -> None:
+    space = cfg["space"]
+    check_op_list(space["ops"], CHOICES)
+    if not any(op != IDENTITY for op in space["ops"]):
+        raise UserError("space.ops needs at least one MBConv choice (6 of the 19 layers have no identity)")
+    if not (isinstance(space["width_mult"], (int, float)) and 0 < space["width_mult"] <= 4):
+        raise UserError(f"space.width_mult must be in (0, 4], got {space['width_mult']!r}")
+    if space["stem_stride"] not in (1, 2):
+        raise UserError(f"space.stem_stride must be 1 (CIFAR-sized images) or 2 (ImageNet), got {space['stem_stride']!r}")
+    if cfg["edge"]["partial_channels"] != 1:
+        raise UserError("the mbv2 space has no partial channels (PC-DARTS): set edge.partial_channels=1")
