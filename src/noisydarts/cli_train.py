@@ -67,8 +67,9 @@ def _cmd_zoo(args) -> int:
         print(f"{r['name']:<14}{fmt(r['published_params_m'], '.2f'):>13}{r['params_m']:>9.2f}"
               f"{fmt(r['published_multadds_m'], '.0f'):>16}{r['multadds_m']:>10.0f}{fmt(r['published_top1'], '.2f'):>13}"
               f"  {r['search']}{note}")
-    print("CIFAR-10 network: C=36, 20 cells; params without the auxiliary head; mult-adds count conv + linear only "
-          "(2-4 % below the NoisyDARTS release's counter).")
+    print("CIFAR-10 networks of each space's default size (DARTS: C=36, 20 cells); params without auxiliary heads; "
+          "mult-adds count conv + linear only (2-4 % below the NoisyDARTS release's counter). "
+          "`noisydarts info NAME --dataset imagenet` sizes the ImageNet networks (noisydarts_A: 5.55 M, 447 M).")
     for name, (_, why) in PARAMS_NOTES.items():
         print(f"* {name}: {why}")
     return 0

@@ -80,6 +80,8 @@ NULLABLE: dict[str, type] = {
     "weights.grad_clip": float,
     "grad_clip": float,          # noisydarts train
     "estimator.xi": float,
+    "network.se": float,         # noisydarts train, mbv2 networks: null = as the genotype says
+    "network.activation": str,
 }
 
 #: The top-level key of a run's config.yaml that records how the run was made; never a setting.

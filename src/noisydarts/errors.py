@@ -14,4 +14,4 @@ class UserError(Exception):
 
 #: What a command's architecture argument may be (used in help texts and error messages).
 ARCH_FORMS = ("a zoo name (see `noisydarts zoo`), a search or training run directory, a genotype.json, "
-              "or genotype text (Genotype(...), an NB201 string |op~0|+..., CellwiseGenotype(...))")
+              "or genotype text (Genotype(...), an NB201 string |op~0|+..., CellwiseGenotype(...), LayerwiseGenotype(...))")

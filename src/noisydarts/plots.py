@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,10 +167,12 @@ def edge_labels(data: RunData, kind: str, num_edges: int) -> list[str]:
 
 
 def cell_type_name(kind: str) -> str:
-    """'normal' -> 'normal cell', 'cell' -> 'cell', 'cell3' -> 'cell 3'."""
-    if kind.startswith("cell"):
-        return f"cell {kind[4:]}".strip()
-    return f"{kind} cell"
+    """What one α matrix belongs to: 'normal' -> 'normal cell', 'cell3' -> 'cell 3', 'layer' -> 'layers'."""
+    if kind in ("normal", "reduce"):
+        return f"{kind} cell"
+    if kind == "layer":
+        return "layers"
+    return re.sub(r"(\D)(\d)", r"\1 \2", kind)
 
 
 # --- the figures ----------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ def alpha_figure(data: RunData, kind: str) -> Figure:
         for k, op in enumerate(ops):
             ax.plot(epochs, alpha[:, e, k], color=op_color(op), lw=1.6, marker=marker, ms=3)
         ax.axhline(uniform, color="black", lw=0.8, ls=":", zorder=0)
-        ax.set_title(f"edge {labels[e]}", fontsize=9)
+        ax.set_title(labels[e], fontsize=9)
         ax.set_ylim(max(low - pad, 0.0), high + pad)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)

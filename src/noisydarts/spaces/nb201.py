@@ -244,7 +244,7 @@ class NB201Space(Space):
 
     # --- pictures ---
     def edge_labels(self, space_cfg: dict, kind: str, num_rows: int) -> list[str]:
-        return [f"{t} \u2190 {s}" for t, s in NB201_EDGES]
+        return [f"edge {t} \u2190 {s}" for t, s in NB201_EDGES]
 
     def cell_graphs(self, arch: NB201Arch) -> list[CellGraph]:
         # Nodes on a line: neighbours joined straight, 0->2 and 0->3 bow above, 1->3 below.

@@ -103,7 +103,7 @@ class DartsSpace(Space):
     # --- pictures ---
     def edge_labels(self, space_cfg: dict, kind: str, num_rows: int) -> list[str]:
         edges = EDGES.get(space_cfg.get("edges", "dense"), dense_edges)(int(space_cfg.get("nodes", 4)))
-        labels = [f"{node_name(t)} \u2190 {node_name(s)}" for t, s in edges]
+        labels = [f"edge {node_name(t)} \u2190 {node_name(s)}" for t, s in edges]
         return labels if len(labels) == num_rows else super().edge_labels(space_cfg, kind, num_rows)
 
     def cell_graphs(self, genotype) -> list[CellGraph]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ..base import parse_literal_call
+from ...literals import parse_call
 from .blocks import ACTIVATIONS, CHOICES, IDENTITY, IDENTITY_LAYERS, NUM_LAYERS
 
 EXAMPLE = "LayerwiseGenotype(layers=['mb6_k3', 'mb3_k3', ...19 choices], se=0.25, activation='swish')"
@@ -66,7 +66,7 @@ class LayerwiseGenotype:
 
     @classmethod
     def parse(cls, text: str) -> "LayerwiseGenotype":
-        return cls.from_dict(parse_literal_call(text, "LayerwiseGenotype", EXAMPLE))
+        return cls.from_dict(parse_call(text, "LayerwiseGenotype", EXAMPLE, ("layers", "se", "activation")))
 
     def __str__(self) -> str:
         extra = (f", se={self.se:g}" if self.se else "") + (f", activation={self.activation!r}"
