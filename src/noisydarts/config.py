@@ -40,6 +40,11 @@ DEFAULTS: dict = {
         "crop_padding": 4,
         "flip": True,
         "cutout": 0,
+        "in_memory": "auto",     # auto | true | false: decode into memory, or stream a folder from disk
+        "memory_budget_gb": None,  # auto streams above this decoded size (null: half the free RAM)
+        "workers": None,         # streaming DataLoader processes (null: one per core, at most 8)
+        "augment": "auto",       # auto | cifar (pad-crop, flip, cutout) | imagenet (random-resized crop, flip, jitter)
+        "color_jitter": 0.4,     # imagenet augmentation's brightness/contrast/saturation strength
     },
     "space": {"name": "darts"},
     "noise": {
@@ -165,6 +170,8 @@ def _merge(base: dict, layer: dict, origin: str, prefix: str) -> None:
 def _coerce(path: str, default, value, origin: str):
     if default is None or value is None:
         return value
+    if default == "auto" and isinstance(value, bool):  # auto | true | false keys (data.in_memory)
+        return value
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -213,6 +220,9 @@ def validate(cfg: dict) -> None:
     _check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
     _check(d["limit"] is None or d["limit"] >= 2, "data.limit must be null or at least 2 images")
     _check(d["crop_padding"] >= 0 and d["cutout"] >= 0, "data.crop_padding and data.cutout must be >= 0")
+    from .data import validate_data_config
+
+    validate_data_config(d)
     sections = _named_sections()
     for section in sections:
         module = sections[section][cfg[section]["name"]]

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import yaml
 
 from .config import _merge, parse_overrides
-from .data import BatchIterator, load_dataset
+from .data import make_batches, open_dataset
 from .errors import UserError
 from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
 from .search import _progress, autocast, pick_device, rng_state, seed_everything, set_rng_state
@@ -58,7 +58,9 @@ DEFAULTS: dict = {
     "channels_last": True,
     "amp": "auto",
     "data": {"name": "cifar10", "root": None, "resolution": 32, "limit": None,
-             "crop_padding": 4, "flip": True, "cutout": 16},
+             "crop_padding": 4, "flip": True, "cutout": 16,
+             # the data path and its augmentation (noisydarts.data.factory; as in the search config)
+             "in_memory": "auto", "memory_budget_gb": None, "workers": None, "augment": "auto", "color_jitter": 0.4},
 }
 
 #: Applied over DEFAULTS when ``network: imagenet`` (DARTS mobile setting).
@@ -119,6 +121,9 @@ def validate(cfg: dict) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    from .data import validate_data_config
+
+    validate_data_config(cfg["data"])
 
 
 def build_model(arch, cfg: dict, num_classes: int, in_channels: int = 3) -> nn.Module:
@@ -140,8 +145,8 @@ class Trainer:
         self.device = pick_device(cfg["device"])
         seed_everything(cfg["seed"])
         d = cfg["data"]
-        train_set = load_dataset(d["name"], "train", d["resolution"], d["root"])
-        test_set = load_dataset(d["name"], "test", d["resolution"], d["root"])
+        train_set = open_dataset(d, "train", self.device)  # in memory on the device, or streamed from disk
+        test_set = open_dataset(d, "test", self.device)
         self.num_classes = len(train_set.classes)
         indices = torch.arange(len(train_set))
         if d["limit"] is not None:
@@ -150,12 +155,11 @@ class Trainer:
         if d["limit"] is not None:  # a seeded sample of the test set too (it may be sorted by class)
             test_idx = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
         cl = cfg["channels_last"]
-        augment = {"crop_padding": d["crop_padding"], "flip": d["flip"], "cutout": d["cutout"]}
-        self.train_batches = BatchIterator(train_set.to(self.device), indices, cfg["batch_size"], seed=cfg["seed"],
-                                           train=True, augment_kwargs=augment, channels_last=cl)
-        self.test_batches = BatchIterator(test_set.to(self.device), test_idx, cfg["batch_size"], seed=cfg["seed"],
-                                          train=False, channels_last=cl)
-        self.model = build_model(arch, cfg, self.num_classes, train_set.images.shape[1]).to(self.device)
+        self.train_batches = make_batches(train_set, indices, cfg["batch_size"], seed=cfg["seed"], train=True, data=d,
+                                          channels_last=cl, device=self.device)
+        self.test_batches = make_batches(test_set, test_idx, cfg["batch_size"], seed=cfg["seed"], train=False, data=d,
+                                         channels_last=cl, device=self.device)
+        self.model = build_model(arch, cfg, self.num_classes, train_set.channels).to(self.device)
         if cl:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), cfg["lr"], momentum=cfg["momentum"],
@@ -180,7 +184,7 @@ class Trainer:
     def weights_payload(self) -> dict:
         return {"arch": str(self.arch), "network": {k: self.cfg[k] for k in ("network", "channels", "layers")},
                 "num_classes": self.num_classes, "data": self.cfg["data"]["name"],
-                "resolution": self.cfg["data"]["resolution"],
+                "resolution": self.cfg["data"]["resolution"], "data_config": dict(self.cfg["data"]),
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     def train_epoch(self, epoch: int) -> dict:
@@ -248,7 +252,7 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, batches: BatchIterator, cfg: dict, device) -> dict:
+def evaluate_model(model: nn.Module, batches, cfg: dict, device) -> dict:
     """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` in eval mode."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -347,12 +351,15 @@ def evaluate(source: str | Path, data: str | None = None, *, root=None, batch_si
     path = Path(source)
     payload_probe = None if data else load_trained(source)[1]
     name = data or payload_probe["data"]
-    resolution = (payload_probe or load_trained(source)[1]).get("resolution", 32)
-    test_set = load_dataset(name, "test", resolution, root)
-    model, _ = load_trained(path, len(test_set.classes))
+    payload = payload_probe or load_trained(source)[1]
+    # The test view the network was trained with (e.g. resize + centre crop for imagenet augmentation).
+    d = {**DEFAULTS["data"], **payload.get("data_config", {}), "name": name, "resolution": payload.get("resolution", 32)}
+    d["root"] = root if root is not None else d["root"] if name == payload["data"] else None
     dev = pick_device(device)
+    test_set = open_dataset(d, "test", dev)
+    model, _ = load_trained(path, len(test_set.classes))
     model = model.to(dev)
-    batches = BatchIterator(test_set.to(dev), torch.arange(len(test_set)), batch_size, seed=0, train=False)
+    batches = make_batches(test_set, torch.arange(len(test_set)), batch_size, seed=0, train=False, data=d, device=dev)
     return evaluate_model(model, batches, {"amp": "off"}, dev)
 
 
