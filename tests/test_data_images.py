@@ -271,6 +271,25 @@ def test_unreadable_file(tmp_path, monkeypatch):
     locked.chmod(0o644)
 
 
+def test_unreadable_folder(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "ds")
+    locked = root / "train" / "dog" / "private"
+    locked.mkdir()
+    locked.chmod(0)
+    if os.geteuid() == 0:
+        scandir = os.scandir
+
+        def deny(path):
+            if os.fspath(path) == str(locked):
+                raise PermissionError(13, "Permission denied", str(path))
+            return scandir(path)
+
+        monkeypatch.setattr(os, "scandir", deny)
+    message = load_error(root, locked)
+    assert "cannot list" in message and "Permission denied" in message
+    locked.chmod(0o755)
+
+
 def test_broken_symlink_and_fifo(tmp_path):
     root = make_folder(tmp_path / "ds")
     link = root / "train" / "cat" / "gone.jpg"

@@ -276,6 +276,7 @@ def tiny_search(root, **data):
 
 
 def test_streamed_search_resumes_exactly_and_equals_the_in_memory_search(folder, tmp_path):
+    """A 16-px ImageFolder (like ImageNet16-120) searched in both paths: the same run."""
     from noisydarts.search import search
 
     streamed_cfg = tiny_search(folder, in_memory=False)

@@ -352,9 +352,13 @@ def evaluate(source: str | Path, data: str | None = None, *, root=None, batch_si
     payload_probe = None if data else load_trained(source)[1]
     name = data or payload_probe["data"]
     payload = payload_probe or load_trained(source)[1]
-    # The test view the network was trained with (e.g. resize + centre crop for imagenet augmentation).
-    d = {**DEFAULTS["data"], **payload.get("data_config", {}), "name": name, "resolution": payload.get("resolution", 32)}
-    d["root"] = root if root is not None else d["root"] if name == payload["data"] else None
+    # On its own data, the test view the network was trained with (e.g. resize + centre crop for
+    # imagenet augmentation); on other data, what data.in_memory/augment: auto pick for it.
+    same = name == payload["data"]
+    d = {**DEFAULTS["data"], **(payload.get("data_config", {}) if same else {}), "name": name,
+         "resolution": payload.get("resolution", 32)}
+    if root is not None:
+        d["root"] = root
     dev = pick_device(device)
     test_set = open_dataset(d, "test", dev)
     model, _ = load_trained(path, len(test_set.classes))
