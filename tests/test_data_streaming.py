@@ -79,7 +79,9 @@ def test_streaming_order_is_deterministic_and_resumes_exactly(folder):
     batches = streamed(folder, indices)
     assert isinstance(batches, StreamingBatches) and isinstance(batches.dataset, ImageFolderSplit)
     assert len(batches) == 3 and [len(y) for _, y in batches.epoch(0)] == [8, 8, 1]
+    rng_before = torch.get_rng_state()
     x0, y0 = collect(batches, 0)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the global RNG (noise, dropout) is left alone
     x1, y1 = collect(batches, 1)
     assert x0.dtype == torch.float32 and x0.shape == (17, 3, 16, 16)
     labels = batches.dataset.labels
