@@ -242,6 +242,16 @@ class StreamingBatches:
         n = len(self.indices)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def close(self) -> None:
+        """Stop the worker processes now (the next epoch starts new ones). Done on a load error;
+        worth doing for a loader that may end in a reference cycle (e.g. held by a traceback):
+        when the garbage collector frees a cycle it closes the workers' queues before the
+        DataLoader sends its stop messages, and each worker then waits seconds before it is killed."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of epoch `epoch`: identical every time it is called with the same epoch."""
         seed = epoch_seed(self.seed, epoch)
@@ -260,6 +270,7 @@ class StreamingBatches:
             if self._current is not token:
                 raise RuntimeError("another epoch of this StreamingBatches was started: iterate one epoch at a time")
             if isinstance(batch, LoadFailure):
+                self.close()
                 raise UserError(batch.message) from None
             x, y = batch[0].to(self.device, non_blocking=not blocking), batch[1].to(self.device, non_blocking=not blocking)
             if batched_augment:
