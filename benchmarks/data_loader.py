@@ -199,7 +199,7 @@ def main():
     print(f"| path | px | augment | workers | images/s | × step |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for path, res, augment, w, rate in rows:
-        ratio = f"{rate / steps[res]:.0f}" if res in steps and not path.startswith("step") else ""
+        ratio = f"{rate / steps[res]:.0f}" if res in steps and path in ("stream", "memory") else ""
         print(f"| {path} | {res} | {augment} | {w} | {rate:.1f} | {ratio} |")
 
 
