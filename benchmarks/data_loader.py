@@ -4,7 +4,7 @@
     python benchmarks/data_loader.py --workers 4 --images 2000
     python benchmarks/data_loader.py --folder32 /work/data/cifar10 --skip-steps
 
-Rows (CPU):
+Rows (on the CPU, and again on CUDA when present: batches land on the device, the step runs there):
 
 * ``stream``: the streaming loader alone (:class:`noisydarts.data.StreamingBatches`: worker
   processes decode, augment and collate; the main process normalizes), on a generated ImageFolder:
@@ -71,28 +71,41 @@ def make_folders(root: Path, n: int, seed: int = 0) -> dict[int, Path]:
     return folders
 
 
-def time_epochs(batches, epochs: int) -> float:
-    """Images per second over `epochs` whole epochs, after one warm-up epoch."""
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_epochs(batches, epochs: int, device: str) -> float:
+    """Images per second over `epochs` whole epochs (batches on `device`), after one warm-up epoch."""
     for _ in batches.epoch(0):
         pass
+    _sync(device)
     seen, t0 = 0, time.perf_counter()
     for e in range(1, epochs + 1):
         for _, y in batches.epoch(e):
             seen += len(y)
+    _sync(device)
     return seen / (time.perf_counter() - t0)
 
 
 def loader_rate(folder: Path, resolution: int, *, in_memory: bool, workers: int, batch: int, epochs: int,
-                augment: str) -> float:
+                augment: str, device: str) -> float:
     import torch
 
     from noisydarts.data import make_batches, open_dataset
 
     data = {"name": str(folder), "resolution": resolution, "in_memory": in_memory, "workers": workers,
             "augment": augment, "crop_padding": 4, "flip": True, "cutout": 0, "color_jitter": 0.4}
-    dataset = open_dataset(data, "train")
-    batches = make_batches(dataset, torch.arange(len(dataset)), batch, seed=0, train=True, data=data, channels_last=True)
-    return time_epochs(batches, epochs)
+    dataset = open_dataset(data, "train", device)
+    batches = make_batches(dataset, torch.arange(len(dataset)), batch, seed=0, train=True, data=data,
+                           channels_last=True, device=device)
+    rate = time_epochs(batches, epochs, device)
+    if hasattr(batches, "close"):
+        batches.close()
+    return rate
 
 
 def decode_rates(folder: Path, limit: int = 200) -> dict[str, float]:
@@ -113,31 +126,39 @@ def decode_rates(folder: Path, limit: int = 200) -> dict[str, float]:
     return rates
 
 
-def mobilenet_step_rate(batch: int, steps: int) -> float:
-    """Images/s of forward + backward + SGD of torchvision's MobileNetV2 at 224 px (channels_last)."""
+def mobilenet_step_rate(batch: int, steps: int, device: str) -> float:
+    """Images/s of forward + backward + SGD of torchvision's MobileNetV2 at 224 px (channels_last;
+    bf16 autocast on CUDA, as the training loop runs)."""
+    import contextlib
+
     import torch
     import torchvision
 
-    model = torchvision.models.mobilenet_v2(num_classes=1000).to(memory_format=torch.channels_last).train()
+    model = torchvision.models.mobilenet_v2(num_classes=1000).to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 1000, (batch,))
+    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        with amp:
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        loss.backward()
         opt.step()
 
     step()
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    _sync(device)
     return batch * steps / (time.perf_counter() - t0)
 
 
-def darts_step_rate(batch: int, steps: int) -> float:
-    one = {"device": "cpu", "batch": batch, "noise": True, "estimator": "first_order", "steps": steps,
-           "warmup": 1, "threads": 0, "baseline_run": False, "overrides": []}
+def darts_step_rate(batch: int, steps: int, device: str, threads: int) -> float:
+    one = {"device": device, "batch": batch, "noise": True, "estimator": "first_order", "steps": steps,
+           "warmup": 1, "threads": threads, "baseline_run": False, "overrides": []}
     out = subprocess.run([sys.executable, str(HERE / "search_step.py"), "--one", json.dumps(one)],
                          capture_output=True, text=True)
     if out.returncode:
@@ -156,13 +177,21 @@ def main():
                    help="batch of the step rows (the DARTS step needs ~5 GB at 32, ~10 GB at 64)")
     p.add_argument("--folder32", help="use this ImageFolder (e.g. /work/data/cifar10) for the 32-px rows")
     p.add_argument("--skip-steps", action="store_true", help="time only the loaders")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads of this process and of the step (default: torch's; 1 on a busy machine, "
+                        "where several threads mostly wait on each other)")
+    p.add_argument("--devices", nargs="+", default=None, help="where batches go (default: cpu, and cuda when present)")
     args = p.parse_args()
 
     import torch
 
     from noisydarts.data.factory import default_workers
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     workers = default_workers() if args.workers is None else args.workers
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
           f"{workers} loader workers, batch {args.batch}", flush=True)
     rows = []
@@ -174,33 +203,36 @@ def main():
         sizes = [f.stat().st_size for f in (folders[224] / "train").rglob("*.jpg")]
         print(f"generated {args.images} + {args.images} images in {time.perf_counter() - t0:.0f}s; 224-px folder: "
               f"mean JPEG {sum(sizes) / len(sizes) / 1e3:.0f} kB", flush=True)
-        for res, augment in ((224, "imagenet"), (32, "cifar")):
-            for w in sorted({0, workers}):
-                rate = loader_rate(folders[res], res, in_memory=False, workers=w, batch=args.batch,
-                                   epochs=args.epochs, augment=augment)
-                rows.append(("stream", res, augment, w, rate))
-                print(f"  stream {res}px {augment} workers={w}: {rate:.0f} images/s", flush=True)
-            rate = loader_rate(folders[res], res, in_memory=True, workers=0, batch=args.batch, epochs=args.epochs,
-                               augment="cifar")
-            rows.append(("memory", res, "cifar", "-", rate))
-            print(f"  memory {res}px: {rate:.0f} images/s", flush=True)
+        for device in devices:
+            for res, augment in ((224, "imagenet"), (32, "cifar")):
+                for w in sorted({0, workers}):
+                    rate = loader_rate(folders[res], res, in_memory=False, workers=w, batch=args.batch,
+                                       epochs=args.epochs, augment=augment, device=device)
+                    rows.append((device, "stream", res, augment, w, rate))
+                    print(f"  {device} stream {res}px {augment} workers={w}: {rate:.0f} images/s", flush=True)
+                rate = loader_rate(folders[res], res, in_memory=True, workers=0, batch=args.batch,
+                                   epochs=args.epochs, augment="cifar", device=device)
+                rows.append((device, "memory", res, "cifar", "-", rate))
+                print(f"  {device} memory {res}px: {rate:.0f} images/s", flush=True)
         for name, rate in decode_rates(folders[224]).items():
-            rows.append((f"decode ({name})", 224, "-", 1, rate))
+            rows.append(("cpu", f"decode ({name})", 224, "-", 1, rate))
     steps = {}
     if not args.skip_steps:
-        steps[224] = mobilenet_step_rate(args.step_batch, args.steps)
-        rows.append(("step: MobileNetV2 train (bound)", 224, "-", "-", steps[224]))
-        print(f"  step 224px: {steps[224]:.1f} images/s", flush=True)
-        steps[32] = darts_step_rate(args.step_batch, args.steps)
-        rows.append(("step: DARTS search", 32, "-", "-", steps[32]))
-        print(f"  step 32px: {steps[32]:.1f} images/s", flush=True)
+        for device in devices:
+            steps[device, 224] = mobilenet_step_rate(args.step_batch, args.steps, device)
+            rows.append((device, "step: MobileNetV2 train (bound)", 224, "-", "-", steps[device, 224]))
+            print(f"  {device} step 224px: {steps[device, 224]:.1f} images/s", flush=True)
+            steps[device, 32] = darts_step_rate(args.step_batch, args.steps, device, args.threads)
+            rows.append((device, "step: DARTS search", 32, "-", "-", steps[device, 32]))
+            print(f"  {device} step 32px: {steps[device, 32]:.1f} images/s", flush=True)
 
     print()
-    print(f"| path | px | augment | workers | images/s | × step |")
-    print("| --- | ---: | --- | ---: | ---: | ---: |")
-    for path, res, augment, w, rate in rows:
-        ratio = f"{rate / steps[res]:.0f}" if res in steps and path in ("stream", "memory") else ""
-        print(f"| {path} | {res} | {augment} | {w} | {rate:.1f} | {ratio} |")
+    print("| device | path | px | augment | workers | images/s | × step |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    for device, path, res, augment, w, rate in rows:
+        step = steps.get((device, res))
+        ratio = f"{rate / step:.0f}" if step and path in ("stream", "memory") else ""
+        print(f"| {device} | {path} | {res} | {augment} | {w} | {rate:.1f} | {ratio} |")
 
 
 if __name__ == "__main__":
