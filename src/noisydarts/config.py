@@ -49,6 +49,11 @@ DEFAULTS: dict = {
         "crop_padding": 4,
         "flip": True,
         "cutout": 0,
+        "in_memory": "auto",     # auto | true | false: decode into memory, or stream a folder from disk
+        "memory_budget_gb": None,  # auto streams above this decoded size (null: half the free RAM)
+        "workers": None,         # streaming DataLoader processes (null: one per core, at most 8)
+        "augment": "auto",       # auto | cifar (pad-crop, flip, cutout) | imagenet (random-resized crop, flip, jitter)
+        "color_jitter": 0.4,     # imagenet augmentation's brightness/contrast/saturation strength
     },
     "space": {"name": "darts"},
     "noise": {
@@ -77,12 +82,17 @@ DEFAULTS: dict = {
 NULLABLE: dict[str, type] = {
     "data.root": str,
     "data.limit": int,
+    "data.memory_budget_gb": float,
+    "data.workers": int,
     "weights.grad_clip": float,
     "grad_clip": float,          # noisydarts train
     "estimator.xi": float,
     "network.se": float,         # noisydarts train, mbv2 networks: null = as the genotype says
     "network.activation": str,
 }
+
+#: Keys that take "auto" or a boolean (auto | true | false).
+AUTO_OR_BOOL = {"data.in_memory"}
 
 #: The top-level key of a run's config.yaml that records how the run was made; never a setting.
 PROVENANCE = "provenance"
@@ -266,10 +276,12 @@ def _coerce(path: str, default, value, origin: str):
         item_kind = type(default[0]) if default else None
         return [value_ if item_kind is None else _scalar(f"{path}[{i}]", item_kind, value_, origin)
                 for i, value_ in enumerate(value)]
-    return _scalar(path, kind, value, origin)
+    return _scalar(path, kind, value, origin, default)
 
 
-def _scalar(path: str, kind: type, value, origin: str):
+def _scalar(path: str, kind: type, value, origin: str, default=None):
+    if path in AUTO_OR_BOOL and isinstance(value, bool):
+        return value
     if kind is float:
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-5" (no dot) as a string
@@ -338,6 +350,9 @@ def validate(cfg: dict) -> None:
     _check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
     _check(d["limit"] is None or d["limit"] >= 2, "data.limit must be null or at least 2 images")
     _check(d["crop_padding"] >= 0 and d["cutout"] >= 0, "data.crop_padding and data.cutout must be >= 0")
+    from .data import validate_data_config
+
+    validate_data_config(d)
     sections = _named_sections()
     for section in sections:
         module = sections[section][cfg[section]["name"]]

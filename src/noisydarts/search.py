@@ -20,6 +20,7 @@ run before it is written (:mod:`noisydarts.guard`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
 import sys
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from . import config as config_lib
 from . import guard, runs
 from .callbacks import default_callbacks
-from .data import BatchIterator, load_dataset, split_indices
+from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
 from .estimators import StepContext, build_estimator
 from .runs import CHECKPOINT, append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
@@ -123,7 +124,7 @@ class Searcher:
             torch.backends.cudnn.benchmark = True
 
         data = cfg["data"]
-        dataset = load_dataset(data["name"], "train", data["resolution"], data["root"])
+        dataset = open_dataset(data, "train", self.device)  # in memory on the device, or streamed from disk
         if len(dataset.classes) < 2:
             raise UserError(f"dataset {data['name']} has {len(dataset.classes)} class: a search needs at least 2")
         indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg["seed"]))
@@ -133,21 +134,18 @@ class Searcher:
         train_idx, val_idx = indices[train_part], indices[val_part]
         if min(len(train_idx), len(val_idx)) < 1:
             raise UserError("the training set is too small to split into search-train and search-val halves")
-        self.dataset = dataset.to(self.device)
-        cl = cfg["channels_last"]
-        augment = {"crop_padding": data["crop_padding"], "flip": data["flip"], "cutout": data["cutout"]}
-        bs = cfg["batch_size"]
-        self.train_batches = BatchIterator(self.dataset, train_idx, bs, seed=cfg["seed"], train=True,
-                                           augment_kwargs=augment, channels_last=cl)
+        self.dataset = dataset
+        batches = functools.partial(make_batches, dataset, batch_size=cfg["batch_size"], data=data,
+                                    channels_last=cfg["channels_last"], device=self.device)
+        self.train_batches = batches(train_idx, seed=cfg["seed"], train=True)
         # The val half feeds the architecture steps (shuffled and augmented as in DARTS) and,
         # unaugmented in a fixed order, the end-of-epoch validation.
-        self.arch_batches = BatchIterator(self.dataset, val_idx, bs, seed=cfg["seed"] + 1, train=True,
-                                          augment_kwargs=augment, channels_last=cl)
-        self.val_batches = BatchIterator(self.dataset, val_idx, bs, seed=cfg["seed"], train=False, channels_last=cl)
+        self.arch_batches = batches(val_idx, seed=cfg["seed"] + 1, train=True)
+        self.val_batches = batches(val_idx, seed=cfg["seed"], train=False)
 
         self.space = get_space(cfg)
-        self.model = self.space.build_supernet(cfg, len(dataset.classes), dataset.images.shape[1]).to(self.device)
-        if cl:
+        self.model = self.space.build_supernet(cfg, len(dataset.classes), dataset.channels).to(self.device)
+        if cfg["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         w, a = cfg["weights"], cfg["arch"]
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), w["lr"], momentum=w["momentum"],
@@ -302,7 +300,7 @@ def _summary_line(r: dict) -> str:
             f"val loss {r['val_loss']:.3f} acc {r['val_acc']:.1f} | {r['epoch_time']:.1f}s{extra}\n  {r['genotype']}")
 
 
-def _cycle(batches: BatchIterator, epoch: int):
+def _cycle(batches, epoch: int):
     """Architecture batches for one epoch; if the val half is the smaller one, start it over
     (with a fresh order) rather than stop the epoch early."""
     round_ = 0

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from . import guard, runs
 from .config import _merge, dump, parse_overrides
-from .data import BatchIterator, load_dataset
+from .data import make_batches, open_dataset
 from .errors import UserError
 from .models import GENOTYPE_FILE, resolve_genotype
 from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
@@ -74,7 +74,9 @@ DEFAULTS: dict = {
     "amp": "auto",
     "network": {},               # the space's network keys (from Space.network_defaults)
     "data": {"name": "cifar10", "root": None, "resolution": 32, "limit": None, "holdout": 0,
-             "crop_padding": 4, "flip": True, "cutout": 16},
+             "crop_padding": 4, "flip": True, "cutout": 16,
+             # the data path and its augmentation (noisydarts.data.factory; as in the search config)
+             "in_memory": "auto", "memory_budget_gb": None, "workers": None, "augment": "auto", "color_jitter": 0.4},
 }
 
 
@@ -143,6 +145,9 @@ def validate(cfg: dict) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    from .data import validate_data_config
+
+    validate_data_config(cfg["data"])
 
 
 def build_model(genotype, cfg: dict, num_classes: int, in_channels: int = 3) -> nn.Module:
@@ -161,8 +166,8 @@ class Trainer:
         self.device = pick_device(cfg["device"])
         seed_everything(cfg["seed"])
         d = cfg["data"]
-        train_set = load_dataset(d["name"], "train", d["resolution"], d["root"])
-        test_set = load_dataset(d["name"], "test", d["resolution"], d["root"])
+        train_set = open_dataset(d, "train", self.device)  # in memory on the device, or streamed from disk
+        test_set = open_dataset(d, "test", self.device)
         self.num_classes = len(train_set.classes)
         # A seeded sample (data.limit) of the training images, the first data.holdout of them held out.
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
@@ -173,15 +178,13 @@ class Trainer:
         if d["limit"] is not None:  # a seeded sample of the test set too (it may be sorted by class)
             test_idx = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
         cl = cfg["channels_last"]
-        augment = {"crop_padding": d["crop_padding"], "flip": d["flip"], "cutout": d["cutout"]}
-        train_set = train_set.to(self.device)
-        self.train_batches = BatchIterator(train_set, train_idx, cfg["batch_size"], seed=cfg["seed"],
-                                           train=True, augment_kwargs=augment, channels_last=cl)
-        self.holdout_batches = (BatchIterator(train_set, holdout_idx, cfg["batch_size"], seed=cfg["seed"], train=False,
-                                              channels_last=cl) if len(holdout_idx) else None)
-        self.test_batches = BatchIterator(test_set.to(self.device), test_idx, cfg["batch_size"], seed=cfg["seed"],
-                                          train=False, channels_last=cl)
-        self.model = build_model(genotype, cfg, self.num_classes, train_set.images.shape[1]).to(self.device)
+        self.train_batches = make_batches(train_set, train_idx, cfg["batch_size"], seed=cfg["seed"], train=True, data=d,
+                                          channels_last=cl, device=self.device)
+        self.holdout_batches = (make_batches(train_set, holdout_idx, cfg["batch_size"], seed=cfg["seed"], train=False,
+                                             data=d, channels_last=cl, device=self.device) if len(holdout_idx) else None)
+        self.test_batches = make_batches(test_set, test_idx, cfg["batch_size"], seed=cfg["seed"], train=False, data=d,
+                                         channels_last=cl, device=self.device)
+        self.model = build_model(genotype, cfg, self.num_classes, train_set.channels).to(self.device)
         if cfg["drop_path_prob"] > 0 and not hasattr(self.model, "drop_path_prob"):
             raise UserError(f"{space_of(genotype).name} networks have no drop-path: set drop_path_prob=0")
         if cl:
@@ -208,7 +211,8 @@ class Trainer:
     def weights_payload(self, selected_on: str | None = None) -> dict:
         return {**genotype_payload(self.genotype), "family": self.cfg["family"], "network": self.cfg["network"],
                 "num_classes": self.num_classes, "data": self.cfg["data"]["name"],
-                "resolution": self.cfg["data"]["resolution"], "selected_on": selected_on,
+                "resolution": self.cfg["data"]["resolution"], "data_config": dict(self.cfg["data"]),
+                "selected_on": selected_on,
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     def train_epoch(self, epoch: int) -> dict:
@@ -284,7 +288,7 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, batches: BatchIterator, cfg: dict, device) -> dict:
+def evaluate_model(model: nn.Module, batches, cfg: dict, device) -> dict:
     """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` in eval mode."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -392,12 +396,19 @@ def evaluate(source: str | Path, data: str | None = None, *, root=None, batch_si
     path = Path(source)
     payload_probe = None if data else load_trained(source)[1]
     name = data or payload_probe["data"]
-    resolution = (payload_probe or load_trained(source)[1]).get("resolution", 32)
-    test_set = load_dataset(name, "test", resolution, root)
-    model, _ = load_trained(path, len(test_set.classes))
+    payload = payload_probe or load_trained(source)[1]
+    # On its own data, the test view the network was trained with (e.g. resize + centre crop for
+    # imagenet augmentation); on other data, what data.in_memory/augment: auto pick for it.
+    same = name == payload["data"]
+    d = {**DEFAULTS["data"], **(payload.get("data_config", {}) if same else {}), "name": name,
+         "resolution": payload.get("resolution", 32)}
+    if root is not None:
+        d["root"] = root
     dev = pick_device(device)
+    test_set = open_dataset(d, "test", dev)
+    model, _ = load_trained(path, len(test_set.classes))
     model = model.to(dev)
-    batches = BatchIterator(test_set.to(dev), torch.arange(len(test_set)), batch_size, seed=0, train=False)
+    batches = make_batches(test_set, torch.arange(len(test_set)), batch_size, seed=0, train=False, data=d, device=dev)
     return evaluate_model(model, batches, {"amp": "off"}, dev)
 
 

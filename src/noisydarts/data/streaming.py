@@ -1,0 +1,280 @@
+"""ImageFolder data streamed from disk: decoded batch by batch in DataLoader worker processes.
+
+For data that does not fit in memory (ImageNet: 1.28 M images, about 193 GB as uint8 at 224 px).
+Nothing is decoded up front; the file list is read once.
+
+* **Order**: each epoch's order is a permutation drawn from a CPU generator seeded by
+  ``(seed, epoch)`` (:func:`.batching.epoch_seed`), exactly as the in-memory
+  :class:`.batching.BatchIterator` draws it on the CPU. A run resumed at an epoch boundary sees
+  the same batches, and the order never depends on the number of workers.
+* **Augmentation**, by ``augment``:
+
+  - ``"cifar"``: workers decode each image at the training resolution (as the in-memory path
+    stores it); crop/flip/cutout then run batched on the device with a generator seeded by
+    ``(seed, epoch)``. On the CPU the batches equal the in-memory path's, bit for bit.
+  - ``"imagenet"``: workers crop, flip and colour-jitter each full-size image
+    (:func:`.augment.imagenet_train`) with a ``numpy`` generator seeded by
+    ``(seed, epoch, index)``, so a sample's view does not depend on which worker made it.
+    Test batches are resized and centre-cropped (:func:`.augment.imagenet_eval`).
+
+* **Workers**: persistent (started once, reused every epoch); pinned host memory and
+  non-blocking copies when the device is CUDA.
+* **Errors**: a file that cannot be read or decoded stops the run with one line naming it
+  (a :class:`~noisydarts.errors.UserError`), not a worker traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from ..errors import UserError
+from .augment import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, imagenet_eval, imagenet_train, normalize
+from .augment import augment as cifar_augment
+from .augment import random_resized_crop_box
+from .batching import epoch_seed
+from .folder import decode_files, decode_image, decode_square, find_folder_root, folder_classes, list_split, read_file, reduction
+from .memory import channel_stats
+
+AUGMENTS = ("cifar", "imagenet")
+#: Train images decoded to estimate a streamed folder's pixel statistics (all of them if fewer).
+STATS_SAMPLE = 2000
+
+
+@dataclass(eq=False)
+class ImageFolderSplit:
+    """One split of an ImageFolder directory, read from disk as batches are needed.
+
+    Has what the loops ask of a dataset (``classes``, ``labels``, ``mean``/``std``, ``len``),
+    like :class:`.memory.ImageDataset`, but no images. ``files`` are the image paths relative to
+    ``directory``, as bytes in one numpy array (cheap to hand to worker processes).
+    """
+
+    directory: str
+    files: np.ndarray
+    labels: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resolution: int
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return (f"ImageFolderSplit(n={len(self)}, directory={self.directory}, classes={self.num_classes}, "
+                f"resolution={self.resolution})")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return 3
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.directory, os.fsdecode(self.files[index]))
+
+
+def stream_image_folder(path: str | os.PathLike, split: str, resolution: int, *,
+                        imagenet_stats: bool) -> ImageFolderSplit:
+    """`split` of an ImageFolder directory for streaming (same classes and file order as
+    :func:`.memory.load_image_folder`).
+
+    ``mean``/``std``: ImageNet's constants if `imagenet_stats`, else the train split's pixel
+    statistics at `resolution` estimated from :data:`STATS_SAMPLE` evenly spaced images (exact,
+    and equal to the in-memory path's, when the split has no more).
+    """
+    root = find_folder_root(path)
+    classes = folder_classes(root)
+    files, labels = list_split(str(root), split, classes)
+    directory = os.path.join(str(root), split)
+    relative = np.array([os.fsencode(os.path.relpath(f, directory)) for f in files])
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet_stats else sampled_stats(str(root), resolution, classes)
+    return ImageFolderSplit(directory, relative, torch.tensor(labels, dtype=torch.int64), list(classes),
+                            tuple(mean), tuple(std), resolution)
+
+
+@lru_cache(maxsize=16)
+def sampled_stats(root: str, resolution: int, classes: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    files, _ = list_split(root, "train", classes)
+    pick = np.unique(np.linspace(0, len(files) - 1, min(len(files), STATS_SAMPLE)).round().astype(np.int64))
+    return channel_stats(decode_files([files[i] for i in pick], resolution))
+
+
+# ---------------------------------------------------------------------------------------------
+# What runs in the workers
+
+
+class LoadFailure:
+    """A worker's one-line error, returned instead of a batch (re-raised as a UserError in the main process)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _FolderSamples(Dataset):
+    """Decodes and transforms the samples of one batch; keys are ``(index, epoch)`` pairs."""
+
+    def __init__(self, split: ImageFolderSplit, *, train: bool, style: str, seed: int, flip: bool, jitter: float):
+        self.split, self.train, self.style, self.seed = split, train, style, seed
+        self.flip, self.jitter, self.resolution = flip, jitter, split.resolution
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def load(self, index: int, epoch: int) -> torch.Tensor:
+        """Sample `index` as uint8 ``[3, R, R]``; random draws depend on (seed, epoch, index) only."""
+        r = self.resolution
+        name = self.split.path(index)
+        blob = read_file(name)
+        if self.style == "cifar":
+            return decode_square(blob, name, r)
+        if not self.train:
+            return imagenet_eval(decode_image(blob, name, lambda w, h: reduction(
+                CROP_FRACTION * min(w, h), CROP_FRACTION * min(w, h), r, r)), r)
+        rng = np.random.default_rng((epoch_seed(self.seed, epoch), index))
+        drawn = {}
+
+        def plan(w: int, h: int) -> int:  # the crop is drawn on the full image, before decoding
+            drawn["size"], drawn["box"] = (w, h), random_resized_crop_box(w, h, rng)
+            return reduction(drawn["box"][3], drawn["box"][2], r, r)
+
+        x = decode_image(blob, name, plan)
+        (w, h), (top, left, ch, cw) = drawn["size"], drawn["box"]
+        sy, sx = x.shape[1] / h, x.shape[2] / w  # < 1 when the JPEG was decoded smaller
+        return imagenet_train(x, (top * sy, left * sx, ch * sy, cw * sx), r, rng, flip=self.flip, jitter=self.jitter)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        return self.load(index, epoch), self.split.labels[index]
+
+    def __getitems__(self, keys: list[tuple[int, int]]):
+        r = self.resolution
+        x = torch.empty((len(keys), 3, r, r), dtype=torch.uint8)
+        in_worker = get_worker_info() is not None
+        if in_worker:
+            x.share_memory_()  # what default_collate does: no copy when the batch crosses processes
+        threads = torch.get_num_threads()
+        try:
+            # Per-image ops are too small to share among threads: several threads only wait on each
+            # other (10-100x slower on a busy machine). Workers already run with one.
+            if not in_worker:
+                torch.set_num_threads(1)
+            for k, (index, epoch) in enumerate(keys):
+                x[k] = self.load(index, epoch)
+        except UserError as e:
+            return LoadFailure(str(e))
+        finally:
+            if not in_worker:
+                torch.set_num_threads(threads)
+        return x, self.split.labels[[index for index, _ in keys]]
+
+
+def _as_is(batch):
+    return batch
+
+
+class _EpochBatches(Sampler):
+    """The batch sampler: yields the batches of the epoch set last, as lists of (index, epoch)."""
+
+    def __init__(self):
+        self.batches: list[torch.Tensor] = []
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        batches, epoch = self.batches, self.epoch
+        return ([(i, epoch) for i in b.tolist()] for b in batches)
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch iterator
+
+
+class StreamingBatches:
+    """Yields (x_float, y) batches of an :class:`ImageFolderSplit` restricted to `indices`, on
+    `device`; the same interface and the same order as :class:`.batching.BatchIterator`.
+
+    ``train=True``: a fresh (seed, epoch) permutation each epoch and augmentation by `augment`
+    (``"cifar"``: `augment_kwargs` are crop_padding / flip / cutout; ``"imagenet"``: flip and
+    `color_jitter` strength). ``train=False``: `indices` in order, no augmentation (``"imagenet"``:
+    the resize + centre-crop view). `workers` DataLoader processes decode (0: in this process).
+    One epoch at a time: starting an epoch ends the previous one's iteration.
+    """
+
+    def __init__(self, dataset: ImageFolderSplit, indices: torch.Tensor, batch_size: int, *, seed: int,
+                 train: bool, augment: str = "cifar", augment_kwargs: dict | None = None, color_jitter: float = 0.4,
+                 workers: int = 0, device: torch.device | str = "cpu", drop_last: bool = False,
+                 channels_last: bool = False):
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+        self.augment_kwargs = dict(augment_kwargs or {})
+        unknown = set(self.augment_kwargs) - {"crop_padding", "flip", "cutout"}
+        if unknown:
+            raise ValueError(f"unknown augment_kwargs {sorted(unknown)}: use crop_padding, flip, cutout")
+        self.dataset = dataset
+        self.indices = torch.as_tensor(indices, dtype=torch.int64).cpu()
+        self.batch_size, self.seed, self.train, self.augment = batch_size, seed, train, augment
+        self.drop_last, self.channels_last = drop_last, channels_last
+        self.device = torch.device(device)
+        self.workers = workers
+        self._batches = _EpochBatches()
+        samples = _FolderSamples(dataset, train=train, style=augment, seed=seed,
+                                 flip=self.augment_kwargs.get("flip", True), jitter=color_jitter)
+        self.loader = DataLoader(samples, batch_sampler=self._batches, collate_fn=_as_is, num_workers=workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                                 generator=torch.Generator())  # its base seed must not draw from the global RNG
+        self._current = None
+
+    def __len__(self) -> int:
+        n = len(self.indices)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def close(self) -> None:
+        """Stop the worker processes now (the next epoch starts new ones). Done on a load error;
+        worth doing for a loader that may end in a reference cycle (e.g. held by a traceback):
+        when the garbage collector frees a cycle it closes the workers' queues before the
+        DataLoader sends its stop messages, and each worker then waits seconds before it is killed."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of epoch `epoch`: identical every time it is called with the same epoch."""
+        seed = epoch_seed(self.seed, epoch)
+        gen = torch.Generator().manual_seed(seed)
+        order = self.indices
+        if self.train:
+            order = order[torch.randperm(len(order), generator=gen)]
+        batched_augment = self.train and self.augment == "cifar"
+        if batched_augment and self.device.type != "cpu":  # the augmentation's draws live on the device
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._batches.batches = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+        self._batches.epoch = epoch
+        self._current = token = object()
+        ds, cl, blocking = self.dataset, self.channels_last, self.device.type != "cuda"
+        for batch in self.loader:
+            if self._current is not token:
+                raise RuntimeError("another epoch of this StreamingBatches was started: iterate one epoch at a time")
+            if isinstance(batch, LoadFailure):
+                self.close()
+                raise UserError(batch.message) from None
+            x, y = batch[0].to(self.device, non_blocking=not blocking), batch[1].to(self.device, non_blocking=not blocking)
+            if batched_augment:
+                x = cifar_augment(x, gen, mean=ds.mean, std=ds.std, channels_last=cl, **self.augment_kwargs)
+            else:
+                x = normalize(x, ds.mean, ds.std, channels_last=cl)
+            yield x, y
