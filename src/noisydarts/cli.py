@@ -76,6 +76,8 @@ def _cmd_search(args) -> int:
         cfg = search_config(args)
         label = args.preset or (DEFAULT_PRESET if not args.config else "search")
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
+    if result.stopped:
+        print(f"stopped early after epoch {result.stopped['epoch']}: {result.stopped['reason']}")
     print(f"genotype: {result.genotype}")
     _print_benchmark(result.genotype)
     print(f"run directory: {result.run_dir}")

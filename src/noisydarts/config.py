@@ -58,6 +58,17 @@ DEFAULTS: dict = {
     "weights": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
     "arch": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
     "estimator": {"name": "first_order"},
+    "monitor": {                     # measurements during the search (callbacks, noisydarts.hessian)
+        "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian every N epochs (0 = off)
+        "hessian_batches": 1,        # fixed search-val batches it is measured on
+        "hessian_iterations": 20,    # at most this many Lanczos steps (Hessian-vector products)
+        "hessian_tol": 1.0e-3,       # relative residual at which Lanczos stops
+        "hessian_noise": True,       # NoisyDARTS noise on in the measured loss (with a fixed seed)
+    },
+    "early_stop": {                  # both off by default (noisydarts.early_stop)
+        "robustdarts": {"enabled": False, "window": 5, "delta": 4, "factor": 1.3, "start_epoch": 10},
+        "dartsplus": {"enabled": False, "skips": 2},
+    },
     "plots": True,                   # plots/ and report.{md,html} at the end of a search
     "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
 }
@@ -213,6 +224,18 @@ def validate(cfg: dict) -> None:
     _check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
     _check(d["limit"] is None or d["limit"] >= 2, "data.limit must be null or at least 2 images")
     _check(d["crop_padding"] >= 0 and d["cutout"] >= 0, "data.crop_padding and data.cutout must be >= 0")
+    m = cfg["monitor"]
+    _check(m["hessian_every"] >= 0, f"monitor.hessian_every must be >= 0 (0 = off), got {m['hessian_every']}")
+    _check(m["hessian_batches"] >= 1, f"monitor.hessian_batches must be at least 1, got {m['hessian_batches']}")
+    _check(m["hessian_iterations"] >= 1, f"monitor.hessian_iterations must be at least 1, got {m['hessian_iterations']}")
+    _check(m["hessian_tol"] > 0, f"monitor.hessian_tol must be > 0, got {m['hessian_tol']}")
+    rd, dp = cfg["early_stop"]["robustdarts"], cfg["early_stop"]["dartsplus"]
+    _check(not rd["enabled"] or m["hessian_every"] >= 1,
+           "early_stop.robustdarts needs the Hessian monitor: set monitor.hessian_every (the release measures every 2 epochs)")
+    _check(rd["window"] >= 1 and rd["delta"] >= 1 and rd["start_epoch"] >= 0,
+           "early_stop.robustdarts: window and delta must be at least 1, start_epoch at least 0")
+    _check(rd["factor"] > 0, f"early_stop.robustdarts.factor must be > 0, got {rd['factor']}")
+    _check(dp["skips"] >= 1, f"early_stop.dartsplus.skips must be at least 1, got {dp['skips']}")
     sections = _named_sections()
     for section in sections:
         module = sections[section][cfg[section]["name"]]

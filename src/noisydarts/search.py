@@ -48,6 +48,7 @@ class SearchResult:
     alpha_history: list[dict] = field(default_factory=list)  # per epoch: {cell type: [[w]]}
     run_dir: Path | None = None
     metrics: list[dict] = field(default_factory=list)
+    stopped: dict | None = None            # why a callback ended the search early (None: it ran to the end)
 
 
 # --- setup helpers ----------------------------------------------------------------------------
@@ -142,12 +143,13 @@ class Searcher:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg["epochs"], eta_min=w["lr_min"])
         self.estimator = build_estimator(cfg)
         self.start_epoch = 0
+        self.stopped: dict | None = None  # set when a callback stops the search (early stopping)
 
     # --- checkpoints ---
     def state_dict(self, next_epoch: int) -> dict:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
-                "estimator": getattr(self.estimator, "state_dict", dict)()}
+                "estimator": getattr(self.estimator, "state_dict", dict)(), "stopped": self.stopped}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -158,6 +160,7 @@ class Searcher:
             self.estimator.load_state_dict(state.get("estimator", {}))
         set_rng_state(state["rng"])
         self.start_epoch = state["epoch"]
+        self.stopped = state.get("stopped")
 
     # --- one epoch ---
     def train_epoch(self, epoch: int) -> dict:
@@ -233,31 +236,57 @@ class Searcher:
                 "genotype": str(genotype), **self.model.genotype_metrics(genotype)}
 
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
-        """Train until ``stop_after`` (or all) epochs are done. Each callback's optional
-        ``on_epoch(record, run_dir)`` is called after every epoch and ``on_end(result)`` at the
-        end (also when stopping early): logging and plotting hook in there, not in the loop."""
+        """Train until ``stop_after`` (or all) epochs are done, or until a callback stops the search.
+
+        Callbacks (see :mod:`noisydarts.callbacks`) are objects with any of these methods:
+        ``on_start(searcher)`` once before the first epoch; ``on_record(searcher, record)`` after
+        each epoch, before the record is logged (monitors add their measurements to it);
+        ``check_stop(history) -> Stop | None`` with every record so far (an early-stopping rule);
+        ``on_epoch(record, run_dir)`` once the epoch is logged and checkpointed; and
+        ``on_end(result)`` at the end (also when interrupted on purpose or stopped early).
+        A stop ends the loop after that epoch: the record, the checkpoint and genotype.json say
+        why, and genotype.json holds that epoch's architecture."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        for cb in callbacks:
+            if hasattr(cb, "on_start"):
+                cb.on_start(self)
+        history = read_jsonl(metrics_path)  # the epochs already done (a resumed run's)
         for epoch in range(self.start_epoch, last):
+            if self.stopped is not None:
+                break
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
             val = self.validate()
             record = self.epoch_record(epoch, train, val, time.perf_counter() - t0)
+            for cb in callbacks:
+                if hasattr(cb, "on_record"):
+                    cb.on_record(self, record)
+            history.append(record)
+            for cb in callbacks:
+                stop = cb.check_stop(history) if hasattr(cb, "check_stop") else None
+                if stop is not None:
+                    self.stopped = record["stopped"] = stop.to_dict()
+                    break
             append_jsonl(metrics_path, record)
             atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
             if self.progress:
                 print(_summary_line(record), flush=True)
+                if self.stopped is not None:
+                    print(f"early stop after epoch {record['epoch']}: {self.stopped['reason']}", flush=True)
             for cb in callbacks:
                 if hasattr(cb, "on_epoch"):
                     cb.on_epoch(record, self.run_dir)
         metrics = read_jsonl(metrics_path)
         genotype = self.model.genotype()
-        if last == cfg["epochs"]:
+        if last == cfg["epochs"] or self.stopped is not None:
             payload = {"space": cfg["space"]["name"], "genotype": _genotype_payload(genotype), "text": str(genotype),
-                       **self.model.genotype_metrics(genotype)}
+                       **self.model.genotype_metrics(genotype), "epochs": len(metrics)}
+            if self.stopped is not None:
+                payload["stopped"] = self.stopped
             atomic_write_text(self.run_dir / "genotype.json", json.dumps(payload, indent=1) + "\n")
         result = SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
-                              run_dir=self.run_dir, metrics=metrics)
+                              run_dir=self.run_dir, metrics=metrics, stopped=self.stopped)
         for cb in callbacks:
             if hasattr(cb, "on_end"):
                 cb.on_end(result)

@@ -1,0 +1,122 @@
+"""The Hessian monitor: Lanczos on Hessian-vector products against explicit Hessians, and no trace on the search."""
+
+import copy
+
+import pytest
+import torch
+
+import noisydarts
+from noisydarts.hessian import dominant_eigenvalue, lanczos_max_eigenvalue
+from noisydarts.search import cross_entropy, search
+from noisydarts.spaces.darts import DartsSupernet
+from noisydarts.spaces.nb201 import NB201Supernet
+from noisydarts.noise import SkipNoise
+
+
+def _tiny(space: str):
+    torch.manual_seed(0)
+    noise = SkipNoise(0.2)
+    if space == "darts":
+        # 2 cell types x 5 edges x 3 ops = 30 architecture parameters
+        model = DartsSupernet(10, channels=4, layers=3, nodes=2, ops=["skip_connect", "sep_conv_3x3", "max_pool_3x3"],
+                              noise=noise)
+    else:
+        model = NB201Supernet(10, channels=4, cells_per_stage=1, noise=noise)
+    model = model.double()
+    with torch.no_grad():  # alpha away from uniform, so the Hessian is not trivially small
+        for p in model.arch_parameters():
+            p.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (6,), generator=g))
+               for _ in range(2)]
+    return model, batches
+
+
+def explicit_hessian(model, batches, seed):
+    """The Hessian of the mean search loss w.r.t. all alpha as one vector, formed entry by entry
+    (torch.autograd.functional.hessian), with batch i's noise drawn from seed + i as the monitor does."""
+    names = [n for n, p in model.named_parameters() if n.startswith("arch.")]
+    params = [dict(model.named_parameters())[n] for n in names]
+    sizes = [p.numel() for p in params]
+
+    def loss_of(flat):
+        values = {n: t.view_as(p) for n, t, p in zip(names, flat.split(sizes), params)}
+        total = 0.0
+        with torch.random.fork_rng():
+            for i, (x, y) in enumerate(batches):
+                torch.manual_seed(seed + i)
+                logits = torch.func.functional_call(model, values, (x,))
+                total = total + torch.nn.functional.cross_entropy(logits, y) / len(batches)
+        return total
+
+    model.train()
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    return torch.autograd.functional.hessian(loss_of, flat)
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_dominant_eigenvalue_matches_the_explicit_hessian(space):
+    model, batches = _tiny(space)
+    H = explicit_hessian(model, batches, seed=7)
+    assert torch.allclose(H, H.T, atol=1e-10)  # one fixed noise sample: a symmetric operator
+    exact = torch.linalg.eigvalsh(H)
+    dim = H.shape[0]
+    full, used = dominant_eigenvalue(model, batches, cross_entropy, iterations=dim, tol=1e-12, seed=7)
+    assert full == pytest.approx(float(exact[-1]), rel=1e-7)
+    quick, used = dominant_eigenvalue(model, batches, cross_entropy, seed=7)  # the monitor's defaults
+    assert used <= 20 and quick == pytest.approx(float(exact[-1]), rel=1e-3)
+
+
+def test_lanczos_returns_the_largest_algebraic_eigenvalue():
+    """Power iteration would find -5 (the largest magnitude); RobustDARTS' lambda_max is max(eigvals) = 2."""
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))
+    spectrum = torch.cat([torch.tensor([-5.0, 2.0, 1.9], dtype=torch.float64), torch.linspace(-1, 1, 37, dtype=torch.float64)])
+    A = Q @ torch.diag(spectrum) @ Q.T
+    value, used = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-10)
+    assert value == pytest.approx(2.0, abs=1e-8)
+    value, used = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-3)
+    assert used < 40 and value == pytest.approx(2.0, rel=2e-3)
+
+
+def test_the_measurement_leaves_no_trace():
+    model, batches = _tiny("darts")
+    model.eval()
+    buffers = [b.clone() for b in model.buffers()]
+    params = [p.detach().clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    first, _ = dominant_eigenvalue(model, batches, cross_entropy, seed=3)
+    assert not model.training and model.noise.training is False  # modes restored (eval everywhere)
+    assert all(torch.equal(a, b) for a, b in zip(buffers, model.buffers()))  # BN running statistics
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(rng, torch.get_rng_state())
+    again, _ = dominant_eigenvalue(model, batches, cross_entropy, seed=3)
+    assert again == first  # a fixed seed: the same operator, the same number
+    quiet, _ = dominant_eigenvalue(model, batches, cross_entropy, seed=3, noise=False)
+    assert quiet != first
+
+
+def test_monitor_in_a_search_logs_and_does_not_change_it(tiny_config, tmp_path):
+    plain = search(tiny_config | {"epochs": 3}, out=tmp_path / "plain", progress=False)
+    cfg = tiny_config | {"epochs": 3, "monitor": {"hessian_every": 2, "hessian_iterations": 6}}
+    watched = search(cfg, out=tmp_path / "watched", progress=False)
+    assert watched.alpha_history == plain.alpha_history
+    assert [m["train_loss"] for m in watched.metrics] == [m["train_loss"] for m in plain.metrics]
+    logged = {m["epoch"]: m.get("hessian_eig") for m in watched.metrics}
+    assert logged[1] is None and logged[2] > 0 and logged[3] > 0  # every 2nd epoch, and the last one
+    assert all(1 <= m["hessian_products"] <= 6 for m in watched.metrics if "hessian_eig" in m)
+
+
+def test_monitor_config_checks():
+    with pytest.raises(noisydarts.UserError, match="monitor.hessian_every must be >= 0"):
+        noisydarts.resolve_config(overrides=["monitor.hessian_every=-1"])
+    with pytest.raises(noisydarts.UserError, match="needs the Hessian monitor"):
+        noisydarts.resolve_config(overrides=["early_stop.robustdarts.enabled=true"])
+    cfg = noisydarts.resolve_config(overrides=["monitor.hessian_every=2", "early_stop.robustdarts.enabled=true"])
+    from noisydarts.callbacks import default_callbacks
+    from noisydarts.early_stop import RobustDartsStop
+    from noisydarts.hessian import HessianMonitor
+
+    kinds = [type(c) for c in default_callbacks(copy.deepcopy(cfg) | {"plots": False})]
+    assert kinds == [HessianMonitor, RobustDartsStop]
