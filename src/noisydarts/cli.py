@@ -159,9 +159,11 @@ def _cmd_plot(args) -> int:
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write report.md and report.html for one or more runs",
                        description="Write report.md and a self-contained report.html (config, genotype, plots, "
-                                   "metrics); several runs are compared side by side.")
+                                   "metrics); several runs are overlaid in one set of figures.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="search run directories")
     p.add_argument("--out", metavar="DIR", help="where to write the report (default: the first RUN_DIR)")
+    p.add_argument("--edge", metavar="[KIND:]INDEX", help="the edge whose weights the overlay shows, e.g. normal:3 "
+                   "(rows of alpha in metrics.jsonl; default: the edge whose weights changed most)")
     _common(p)
     p.set_defaults(func=_cmd_report)
 
@@ -169,7 +171,7 @@ def _add_report(sub) -> None:
 def _cmd_report(args) -> int:
     from .report import write_report
 
-    for path in write_report(args.run_dirs, out=args.out):
+    for path in write_report(args.run_dirs, out=args.out, edge=args.edge):
         print(path)
     return 0
 
