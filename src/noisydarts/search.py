@@ -338,7 +338,8 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     checkpoint (its own config is used). ``stop_after``: stop once that many epochs are done,
     leaving a resumable run (used to interrupt on purpose). ``label`` names the default run
     directory (the preset's name when ``config`` is one). ``callbacks``: objects with optional
-    ``on_epoch(record, run_dir)`` / ``on_end(result)`` methods.
+    ``on_start``, ``on_record``, ``check_stop``, ``on_epoch`` and ``on_end`` methods (see
+    :meth:`Searcher.run`), run after the ones the config asks for.
     """
     if resume is not None:
         if config is not None or out is not None:
