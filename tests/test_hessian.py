@@ -61,10 +61,14 @@ def test_dominant_eigenvalue_matches_the_explicit_hessian(space):
     assert torch.allclose(H, H.T, atol=1e-10)  # one fixed noise sample: a symmetric operator
     exact = torch.linalg.eigvalsh(H)
     dim = H.shape[0]
-    full, used = dominant_eigenvalue(model, batches, cross_entropy, iterations=dim, tol=1e-12, seed=7)
-    assert full == pytest.approx(float(exact[-1]), rel=1e-7)
-    quick, used = dominant_eigenvalue(model, batches, cross_entropy, seed=7)  # the monitor's defaults
-    assert used <= 20 and quick == pytest.approx(float(exact[-1]), rel=1e-3)
+    full = dominant_eigenvalue(model, batches, cross_entropy, iterations=dim, tol=1e-12, seed=7)
+    assert full.value == pytest.approx(float(exact[-1]), rel=1e-7)
+    top = torch.linalg.eigh(H).eigenvectors[:, -1]
+    assert abs(float(full.vector @ top)) == pytest.approx(1.0, abs=1e-6)  # the Ritz vector is the eigenvector
+    quick = dominant_eigenvalue(model, batches, cross_entropy, seed=7)  # the monitor's defaults
+    assert quick.products <= 20 and quick.value == pytest.approx(float(exact[-1]), rel=1e-2)  # tol 1e-2 bounds it
+    warm = dominant_eigenvalue(model, batches, cross_entropy, seed=7, start=quick.vector)  # from the previous estimate
+    assert warm.products < quick.products and warm.value == pytest.approx(float(exact[-1]), rel=1e-2)
 
 
 def test_lanczos_returns_the_largest_algebraic_eigenvalue():
@@ -73,10 +77,13 @@ def test_lanczos_returns_the_largest_algebraic_eigenvalue():
     Q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))
     spectrum = torch.cat([torch.tensor([-5.0, 2.0, 1.9], dtype=torch.float64), torch.linspace(-1, 1, 37, dtype=torch.float64)])
     A = Q @ torch.diag(spectrum) @ Q.T
-    value, used = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-10)
+    value, used, _ = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-10)
     assert value == pytest.approx(2.0, abs=1e-8)
-    value, used = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-3)
+    value, used, _ = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-3)
     assert used < 40 and value == pytest.approx(2.0, rel=2e-3)
+    # a start vector that is another eigenvector (an invariant subspace) still finds the top one
+    value, _, _ = lanczos_max_eigenvalue(lambda v: A @ v, 40, iterations=40, tol=1e-10, start=Q[:, 0])
+    assert value == pytest.approx(2.0, abs=1e-8)
 
 
 def test_the_measurement_leaves_no_trace():
@@ -85,15 +92,15 @@ def test_the_measurement_leaves_no_trace():
     buffers = [b.clone() for b in model.buffers()]
     params = [p.detach().clone() for p in model.parameters()]
     rng = torch.get_rng_state()
-    first, _ = dominant_eigenvalue(model, batches, cross_entropy, seed=3)
+    first = dominant_eigenvalue(model, batches, cross_entropy, seed=3).value
     assert not model.training and model.noise.training is False  # modes restored (eval everywhere)
     assert all(torch.equal(a, b) for a, b in zip(buffers, model.buffers()))  # BN running statistics
     assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(rng, torch.get_rng_state())
-    again, _ = dominant_eigenvalue(model, batches, cross_entropy, seed=3)
+    again = dominant_eigenvalue(model, batches, cross_entropy, seed=3).value
     assert again == first  # a fixed seed: the same operator, the same number
-    quiet, _ = dominant_eigenvalue(model, batches, cross_entropy, seed=3, noise=False)
+    quiet = dominant_eigenvalue(model, batches, cross_entropy, seed=3, noise=False).value
     assert quiet != first
 
 
@@ -106,6 +113,16 @@ def test_monitor_in_a_search_logs_and_does_not_change_it(tiny_config, tmp_path):
     logged = {m["epoch"]: m.get("hessian_eig") for m in watched.metrics}
     assert logged[1] is None and logged[2] > 0 and logged[3] > 0  # every 2nd epoch, and the last one
     assert all(1 <= m["hessian_products"] <= 6 for m in watched.metrics if "hessian_eig" in m)
+
+
+def test_monitored_search_resumes_exactly(tiny_config, tmp_path):
+    """The warm start vector is checkpointed: a resumed search logs the same eigenvalues."""
+    cfg = tiny_config | {"epochs": 3, "monitor": {"hessian_every": 1, "hessian_iterations": 8}}
+    full = search(cfg, out=tmp_path / "full", progress=False)
+    search(cfg, out=tmp_path / "part", progress=False, stop_after=1)
+    resumed = search(resume=tmp_path / "part", progress=False)
+    assert [m["hessian_eig"] for m in resumed.metrics] == [m["hessian_eig"] for m in full.metrics]
+    assert [m["hessian_products"] for m in resumed.metrics] == [m["hessian_products"] for m in full.metrics]
 
 
 def test_monitor_config_checks():

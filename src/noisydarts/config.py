@@ -62,7 +62,7 @@ DEFAULTS: dict = {
         "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian every N epochs (0 = off)
         "hessian_batches": 1,        # fixed search-val batches it is measured on
         "hessian_iterations": 20,    # at most this many Lanczos steps (Hessian-vector products)
-        "hessian_tol": 1.0e-3,       # relative residual at which Lanczos stops
+        "hessian_tol": 1.0e-2,       # relative residual at which Lanczos stops (bounds the relative error)
         "hessian_noise": True,       # NoisyDARTS noise on in the measured loss (with a fixed seed)
     },
     "early_stop": {                  # both off by default (noisydarts.early_stop)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -92,18 +93,28 @@ def hessian_operator(model, batches, loss_fn, seed: int = 0):
     return matvec, dim
 
 
-def lanczos_max_eigenvalue(matvec, dim: int, iterations: int = 20, tol: float = 1e-3,
-                           seed: int = 0) -> tuple[float, int]:
+class Estimate(NamedTuple):
+    value: float             # the largest eigenvalue (the top Ritz value)
+    products: int            # Hessian-vector products used
+    vector: torch.Tensor     # its Ritz vector (unit norm, float64, CPU): a warm start for the next estimate
+
+
+def lanczos_max_eigenvalue(matvec, dim: int, iterations: int = 20, tol: float = 1e-2, seed: int = 0,
+                           start: torch.Tensor | None = None) -> Estimate:
     """Largest eigenvalue of the symmetric operator ``matvec`` (``dim`` x ``dim``) by Lanczos with
-    full reorthogonalization; returns ``(eigenvalue, products used)``. Stops when the top Ritz
-    pair's residual ``|beta_j s_j|`` is at most ``tol * |theta|`` (then ``|theta - lambda_max|``
-    is at most that too), when the Krylov space is exhausted (exact), or after ``iterations``."""
+    full reorthogonalization. Stops when the top Ritz pair's residual ``|beta_j s_j|`` is at most
+    ``tol * |theta|`` (then ``|theta - lambda_max|`` is at most that too), when the Krylov space
+    is exhausted (exact), or after ``iterations``. ``start``: a start vector (e.g. the previous
+    estimate's Ritz vector); a seeded random 10 % is mixed in, so that it is never confined to
+    an invariant subspace that misses the top eigenvector."""
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(dim, generator=gen, dtype=torch.float64)
+    q = q / q.norm()
+    if start is not None and start.numel() == dim and float(start.norm()) > 0:
+        q = start.to(torch.float64) / start.norm() + 0.1 * q
     basis = [q / q.norm()]
     alphas: list[float] = []
     betas: list[float] = []
-    theta = 0.0
     for j in range(min(iterations, dim)):
         w = matvec(basis[j])
         alphas.append(float(w @ basis[j]))
@@ -116,37 +127,48 @@ def lanczos_max_eigenvalue(matvec, dim: int, iterations: int = 20, tol: float = 
             off = torch.tensor(betas, dtype=torch.float64)
             T += torch.diag(off, 1) + torch.diag(off, -1)
         values, vectors = torch.linalg.eigh(T)
-        theta = float(values[-1])
-        residual = beta * abs(float(vectors[-1, -1]))
-        if residual <= tol * max(abs(theta), 1e-12) or beta <= 1e-12 * max(abs(theta), 1.0):
-            return theta, j + 1
+        theta, s = float(values[-1]), vectors[:, -1]
+        residual = beta * abs(float(s[-1]))
+        if residual <= tol * max(abs(theta), 1e-12) or beta <= 1e-12 * max(abs(theta), 1.0) or j + 1 == min(iterations, dim):
+            ritz = Q.T @ s
+            return Estimate(theta, j + 1, ritz / ritz.norm())
         betas.append(beta)
         basis.append(w / beta)
-    return theta, min(iterations, dim)
+    raise AssertionError("unreachable")
 
 
-def dominant_eigenvalue(model, batches, loss_fn, *, iterations: int = 20, tol: float = 1e-3,
-                        seed: int = 0, noise: bool = True) -> tuple[float, int]:
-    """``(lambda_max, Hessian-vector products used)`` of ``nabla^2_alpha`` of the mean loss over
-    ``batches``, measured without a trace on the model or the RNG (see the module docstring)."""
+def dominant_eigenvalue(model, batches, loss_fn, *, iterations: int = 20, tol: float = 1e-2,
+                        seed: int = 0, noise: bool = True, start: torch.Tensor | None = None) -> Estimate:
+    """The largest eigenvalue of ``nabla^2_alpha`` of the mean loss over ``batches`` (with the
+    Hessian-vector products used and the Ritz vector), measured without a trace on the model or
+    the RNG (see the module docstring); ``start``: a warm start (a previous estimate's vector)."""
     devices = [x.device for x, _ in batches[:1] if x.device.type == "cuda"]
     with _untouched(model, noise, devices):
         matvec, dim = hessian_operator(model, batches, loss_fn, seed=seed)
-        return lanczos_max_eigenvalue(matvec, dim, iterations, tol, seed=seed)
+        return lanczos_max_eigenvalue(matvec, dim, iterations, tol, seed=seed, start=start)
 
 
 class HessianMonitor:
     """A search callback (``monitor.hessian_every: N``): after every N-th epoch and the last, the
     dominant eigenvalue of the architecture Hessian on the first ``monitor.hessian_batches``
     search-val batches (unaugmented, in a fixed order: the same images every time), logged as
-    ``hessian_eig`` (with ``hessian_products`` and ``hessian_time`` in seconds) in metrics.jsonl."""
+    ``hessian_eig`` (with ``hessian_products`` and ``hessian_time`` in seconds) in metrics.jsonl.
+    Each estimate starts Lanczos from the previous one's Ritz vector (the Hessian moves little from
+    one measurement to the next, so it converges in fewer products); the vector is part of the
+    checkpoint (``state_dict``), so a resumed search measures exactly as an uninterrupted one."""
 
     def __init__(self, cfg: dict):
         m = cfg["monitor"]
         self.every, self.num_batches = m["hessian_every"], m["hessian_batches"]
         self.iterations, self.tol, self.noise = m["hessian_iterations"], m["hessian_tol"], m["hessian_noise"]
         self.epochs, self.seed = cfg["epochs"], cfg["seed"] + _SEED_OFFSET
-        self.batches = None
+        self.batches, self.vector = None, None
+
+    def state_dict(self) -> dict:
+        return {"vector": self.vector}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vector = state.get("vector")
 
     def on_start(self, searcher) -> None:
         batches = []
@@ -163,8 +185,9 @@ class HessianMonitor:
         from .search import cross_entropy
 
         t0 = time.perf_counter()
-        value, products = dominant_eigenvalue(searcher.model, self.batches, cross_entropy, iterations=self.iterations,
-                                              tol=self.tol, seed=self.seed, noise=self.noise)
-        record["hessian_eig"] = value
-        record["hessian_products"] = products
+        estimate = dominant_eigenvalue(searcher.model, self.batches, cross_entropy, iterations=self.iterations,
+                                       tol=self.tol, seed=self.seed, noise=self.noise, start=self.vector)
+        self.vector = estimate.vector
+        record["hessian_eig"] = estimate.value
+        record["hessian_products"] = estimate.products
         record["hessian_time"] = round(time.perf_counter() - t0, 3)

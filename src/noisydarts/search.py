@@ -144,12 +144,15 @@ class Searcher:
         self.estimator = build_estimator(cfg)
         self.start_epoch = 0
         self.stopped: dict | None = None  # set when a callback stops the search (early stopping)
+        self.callbacks = ()               # the running search's callbacks (their state is checkpointed)
+        self.callback_states: dict = {}   # their state from a checkpoint, handed back in run()
 
     # --- checkpoints ---
     def state_dict(self, next_epoch: int) -> dict:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
-                "estimator": getattr(self.estimator, "state_dict", dict)(), "stopped": self.stopped}
+                "estimator": getattr(self.estimator, "state_dict", dict)(), "stopped": self.stopped,
+                "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -161,6 +164,7 @@ class Searcher:
         set_rng_state(state["rng"])
         self.start_epoch = state["epoch"]
         self.stopped = state.get("stopped")
+        self.callback_states = state.get("callbacks", {})
 
     # --- one epoch ---
     def train_epoch(self, epoch: int) -> dict:
@@ -239,6 +243,7 @@ class Searcher:
         """Train until ``stop_after`` (or all) epochs are done, or until a callback stops the search.
 
         Callbacks (see :mod:`noisydarts.callbacks`) are objects with any of these methods:
+        ``state_dict()``/``load_state_dict(state)`` for state kept in the checkpoint;
         ``on_start(searcher)`` once before the first epoch; ``on_record(searcher, record)`` after
         each epoch, before the record is logged (monitors add their measurements to it);
         ``check_stop(history) -> Stop | None`` with every record so far (an early-stopping rule);
@@ -248,7 +253,10 @@ class Searcher:
         why, and genotype.json holds that epoch's architecture."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        self.callbacks = tuple(callbacks)
         for cb in callbacks:
+            if hasattr(cb, "load_state_dict") and _state_key(cb) in self.callback_states:
+                cb.load_state_dict(self.callback_states[_state_key(cb)])
             if hasattr(cb, "on_start"):
                 cb.on_start(self)
         history = read_jsonl(metrics_path)  # the epochs already done (a resumed run's)
@@ -291,6 +299,10 @@ class Searcher:
             if hasattr(cb, "on_end"):
                 cb.on_end(result)
         return result
+
+
+def _state_key(callback) -> str:
+    return type(callback).__name__
 
 
 def _genotype_payload(genotype):
