@@ -261,6 +261,9 @@ def _execute(runs: list[Run], out: Path, jobs: int | None, threads: int | None, 
     """Run every unfinished run, ``jobs`` at a time; set each run's status."""
     todo = []
     for run in runs:
+        if run.run_dir.exists() and not run.run_dir.is_dir():
+            run.status, run.message = "failed", f"{run.run_dir} is a file, not a run directory: move it away"
+            continue
         run.status = run_state(run.run_dir)
         if run.status == "empty":
             problem = _clear_unstarted(run.run_dir)

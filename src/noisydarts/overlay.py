@@ -79,7 +79,7 @@ def _key(name: str):
 
 def _panels_figure(groups: list[Group], panels: list[tuple[str, str, object]], title: str,
                    integer_y: bool = False, cols: int = 4, sharey: bool = False,
-                   reference: float | None = None) -> Figure | None:
+                   reference: float | None = None, legend: bool = True) -> Figure | None:
     """One panel per ``(title, ylabel, value)``, one line (and band) per group; None if no data.
     ``reference``: a dotted horizontal line (e.g. the uniform weight 1/K)."""
     panels = [p for p in panels if any(len(_series(g.runs, p[2])[0]) for g in groups)]
@@ -92,7 +92,7 @@ def _panels_figure(groups: list[Group], panels: list[tuple[str, str, object]], t
     rows = math.ceil(len(panels) / cols)
     ncol = min(len(groups), 3)
     legend_rows = math.ceil(len(groups) / ncol)
-    top, bottom = 0.55, 0.75 + 0.25 * legend_rows  # inches: the title; the x labels and the legend
+    top, bottom = 0.55, 0.6 + (0.15 + 0.25 * legend_rows) * legend  # inches: the title; the x labels and the legend
     fig = Figure(figsize=(max(4.3 * cols, 7.5), 3.0 * rows + 0.45 * (rows - 1) + top + bottom), dpi=DPI)
     axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
     banded = any(len(g.runs) > 1 for g in groups)
@@ -135,7 +135,8 @@ def _panels_figure(groups: list[Group], panels: list[tuple[str, str, object]], t
     handles = [Line2D([], [], color=g.color or GROUP_COLORS[i % len(GROUP_COLORS)], lw=2.5, label=g.label + g.stop_note)
                for i, g in enumerate(groups)]
     fig.suptitle(title + (f"\n{BAND_NOTE}" if banded else ""), fontsize=11, y=1 - 0.08 / fig.get_figheight(), va="top")
-    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
+    if legend:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
     # fixed margins in inches (tight_layout ignores the suptitle and the figure legend)
     height, width = fig.get_figheight(), fig.get_figwidth()
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=1 - (top + 0.2 * banded) / height,
@@ -157,14 +158,17 @@ def accuracy_figure(groups: list[Group]) -> Figure | None:
     return _panels_figure(groups, panels, "Accuracy over the epochs")
 
 
-def hessian_figure_of(groups: list[Group], title: str = "Dominant eigenvalue of the architecture Hessian") -> Figure | None:
+def hessian_figure_of(groups: list[Group], title: str = "Dominant eigenvalue of the architecture Hessian",
+                      legend: bool = True) -> Figure | None:
     panels = [("\u03bb_max of \u2207\u00b2_\u03b1 L_val", "eigenvalue", _key("hessian_eig"))]
-    return _panels_figure(groups, panels, title)
+    return _panels_figure(groups, panels, title, legend=legend)
 
 
 def hessian_figure(data: RunData) -> Figure | None:
     """The single run's plot of the monitor (``plots/hessian``): its eigenvalue over the epochs."""
-    return hessian_figure_of([Group(data.run_dir.name, [data])], f"Hessian monitor \u2014 {data.title}")
+    stop = data.records[-1].get("stopped")
+    note = f" (stopped after epoch {stop['epoch']}: {stop['rule']})" if isinstance(stop, dict) else ""
+    return hessian_figure_of([Group(data.run_dir.name, [data])], f"Hessian monitor \u2014 {data.title}{note}", legend=False)
 
 
 # --- one edge's weights ----------------------------------------------------------------------------
