@@ -137,3 +137,23 @@ def test_monitor_config_checks():
 
     kinds = [type(c) for c in default_callbacks(copy.deepcopy(cfg) | {"plots": False})]
     assert kinds == [HessianMonitor, RobustDartsStop]
+
+
+@pytest.mark.parametrize("stride, padding, dilation, size", [(1, 1, 1, 7), (2, 1, 1, 7), (2, 2, 2, 8), (1, 4, 2, 9)])
+def test_grouped_conv_with_a_transposed_conv_gradient_is_the_same_function(stride, padding, dilation, size):
+    """The monitor's depthwise conv: same values, gradients and second derivatives as F.conv2d."""
+    from noisydarts.hessian import _GroupedConv2d
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, size, size, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+
+    def mine(x, w):
+        return _GroupedConv2d.apply(x, w, (stride, stride), (padding, padding), (dilation, dilation), 4)
+
+    def reference(x, w):
+        return torch.nn.functional.conv2d(x, w, None, stride, padding, dilation, 4)
+
+    assert torch.equal(mine(x, w), reference(x, w))
+    assert torch.autograd.gradcheck(mine, (x, w))
+    assert torch.autograd.gradgradcheck(mine, (x, w))

@@ -417,6 +417,12 @@ def _number(key: str, value: float) -> str:
     return f"{value:.2f}"
 
 
+def _run_number(key: str, value) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else _number(key, value)
+
+
 def mean_std(key: str, s: dict) -> str:
     text = _number(key, s["mean"])
     return text if s["std"] is None else f"{text} \u00b1 {_number(key, s['std'])}"
@@ -465,7 +471,7 @@ def _runs_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     keys = [k for k in RUN_COLUMNS if any(k in r.metrics for r in result.runs)]
     header = ["method", "seed", "status", *[METRIC_LABELS[k] for k in keys], "genotype"]
     rows = [[r.method, str(r.seed), r.status + (f": {r.message}" if r.message else ""),
-             *[_number(k, r.metrics[k]) if k in r.metrics else "" for k in keys], r.genotype or ""] for r in result.runs]
+             *[_run_number(k, r.metrics.get(k)) for k in keys], r.genotype or ""] for r in result.runs]
     return header, rows
 
 

@@ -33,6 +33,9 @@ import time
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
+from torch.overrides import TorchFunctionMode
 
 #: Seeds of the monitor's noise and Lanczos start vector: fixed per run (offset by the run's seed).
 _SEED_OFFSET = 0x5EED
@@ -47,22 +50,71 @@ def _untouched(model, noise: bool, devices):
     """Run a measurement in training mode and leave the model as it was: BatchNorm running
     statistics restored, the global RNG forked, the train/eval mode and the noise switch reset."""
     buffers = [b.detach().clone() for b in model.buffers()]
+    # The weights are constants here: no graph edges to them, no weight-gradient kernels.
+    weights = [p for p in model.weight_parameters() if p.requires_grad] if hasattr(model, "weight_parameters") else []
     training = model.training
     noise_module = getattr(model, "noise", None)
     noise_training = noise_module.training if noise_module is not None else None
     try:
         with torch.random.fork_rng(devices=devices):
+            for p in weights:
+                p.requires_grad_(False)
             model.train()
             if noise_module is not None and not noise:
                 noise_module.train(False)
             yield
     finally:
+        for p in weights:
+            p.requires_grad_(True)
         with torch.no_grad():
             for b, saved in zip(model.buffers(), buffers):
                 b.copy_(saved)
         model.train(training)
         if noise_module is not None:
             noise_module.train(noise_training)
+
+
+class _GroupedConv2d(torch.autograd.Function):
+    """A grouped conv whose input gradient is a transposed conv. Differentiating that again (a
+    Hessian-vector product) is then one grouped conv; autograd's own double backward of a grouped
+    conv loops over the groups in Python-free but per-group kernels (one conv per channel of a
+    depthwise conv, ~60 % of a product's time on CPU). Same numbers, only faster."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conv = (stride, padding, dilation, groups)
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            k = weight.shape[2:]
+            extra = [x.shape[2 + i] - ((grad.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k[i] - 1) + 1)
+                     for i in range(2)]
+            grad_x = F.conv_transpose2d(grad, weight, None, stride, padding, extra, groups, dilation)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, dilation, False, [0, 0],
+                                                         groups, [False, True, False])[1]
+        return grad_x, grad_w, None, None, None, None
+
+
+class _HessianFriendlyConvs(TorchFunctionMode):
+    """Route grouped ``conv2d`` calls (depthwise convs) through :class:`_GroupedConv2d`."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.conv2d:
+            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+            call = dict(zip(names, args)) | kwargs
+            groups, padding = call.get("groups", 1), call.get("padding", 0)
+            if groups > 1 and call.get("bias") is None and not isinstance(padding, str):
+                return _GroupedConv2d.apply(call["input"], call["weight"], _pair(call.get("stride", 1)), _pair(padding),
+                                            _pair(call.get("dilation", 1)), groups)
+        return func(*args, **kwargs)
 
 
 def hessian_operator(model, batches, loss_fn, seed: int = 0):
@@ -72,10 +124,11 @@ def hessian_operator(model, batches, loss_fn, seed: int = 0):
     every product). Call inside :func:`_untouched` (or accept that BatchNorm statistics move)."""
     params = model.arch_parameters()
     total = None
-    for i, (x, y) in enumerate(batches):
-        torch.manual_seed(seed + i)
-        loss = loss_fn(model, x, y) / len(batches)
-        total = loss if total is None else total + loss
+    with _HessianFriendlyConvs():
+        for i, (x, y) in enumerate(batches):
+            torch.manual_seed(seed + i)
+            loss = loss_fn(model, x, y) / len(batches)
+            total = loss if total is None else total + loss
     grads = torch.autograd.grad(total, params, create_graph=True, allow_unused=True)
     used = [(g, p) for g, p in zip(grads, params) if g is not None]
     sizes = [p.numel() for p in params]
