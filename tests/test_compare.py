@@ -186,8 +186,10 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
     (run / "config.yaml").write_text("epochs: 1\n")
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n')  # logged, but killed before the checkpoint
     (run / ".checkpoint.pt.x.tmp").write_bytes(b"half")
+    (run / ".lock").write_text("")  # a run lock left behind: not ours to remove
     assert run_state(run) == "empty"
-    assert _clear_unstarted(run) is None and not any(run.iterdir())
+    assert _clear_unstarted(run) is None and [p.name for p in run.iterdir()] == [".lock"]
+    (run / ".lock").unlink()
     (run / "mine.txt").write_text("not a run's")
     assert "mine.txt" in _clear_unstarted(run) and (run / "mine.txt").is_file()  # never deleted
     (run / "mine.txt").unlink()

@@ -183,7 +183,9 @@ def _clear_unstarted(run_dir: Path) -> str | None:
     plots = run_dir / "plots"
     if plots.is_dir() and not any(plots.iterdir()):
         plots.rmdir()
-    left = sorted(p.name for p in run_dir.iterdir())
+    # A run's lock file (".lock", held while a process writes the run) is left alone: if its holder
+    # still runs, the new search refuses with its name; if not, the search takes it over.
+    left = sorted(p.name for p in run_dir.iterdir() if p.name != ".lock")
     if left:
         return f"{run_dir} holds {', '.join(left)}, which no search run writes before its first epoch: move them away"
     return None
