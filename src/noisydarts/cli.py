@@ -181,7 +181,7 @@ def _cmd_report(args) -> int:
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="run methods x seeds and summarize them",
                        description="Run every method (a preset or a YAML config file) with every seed, in parallel "
-                                   "processes, into OUT/<method>-s<seed>; then summary.md/.csv/.json and report.html "
+                                   "processes, into DIR/<method>-s<seed>; then summary.md/.csv/.json and report.html "
                                    "with overlay plots. The same command again continues an interrupted comparison.")
     p.add_argument("methods", nargs="+", metavar="PRESET_OR_CONFIG", help="presets (see `noisydarts presets`) or YAML files")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
