@@ -62,8 +62,9 @@ def run_one(args) -> dict:
 
     m = cfg["monitor"]
     batches = []
-    for batch in s.val_batches.epoch(0):
-        batches.append(batch)
+    for x, y in s.val_batches.epoch(0):  # as HessianMonitor.on_start takes them
+        n = m["hessian_batch_size"] or len(y)
+        batches.append((x[:n], y[:n]))
         if len(batches) == m["hessian_batches"]:
             break
 

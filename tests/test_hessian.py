@@ -113,6 +113,9 @@ def test_monitor_in_a_search_logs_and_does_not_change_it(tiny_config, tmp_path):
     logged = {m["epoch"]: m.get("hessian_eig") for m in watched.metrics}
     assert logged[1] is None and logged[2] > 0 and logged[3] > 0  # every 2nd epoch, and the last one
     assert all(1 <= m["hessian_products"] <= 6 for m in watched.metrics if "hessian_eig" in m)
+    small = search(cfg | {"monitor": cfg["monitor"] | {"hessian_batch_size": 8}}, out=tmp_path / "small", progress=False)
+    assert small.alpha_history == plain.alpha_history  # a smaller measured batch: another number, the same search
+    assert small.metrics[-1]["hessian_eig"] != watched.metrics[-1]["hessian_eig"]
 
 
 def test_monitored_search_resumes_exactly(tiny_config, tmp_path):

@@ -61,6 +61,7 @@ DEFAULTS: dict = {
     "monitor": {                     # measurements during the search (callbacks, noisydarts.hessian)
         "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian every N epochs (0 = off)
         "hessian_batches": 1,        # fixed search-val batches it is measured on
+        "hessian_batch_size": None,  # their size (null = batch_size); smaller saves memory, changes L_val's BN
         "hessian_iterations": 20,    # at most this many Lanczos steps (Hessian-vector products)
         "hessian_tol": 1.0e-2,       # relative residual at which Lanczos stops (bounds the relative error)
         "hessian_noise": True,       # NoisyDARTS noise on in the measured loss (with a fixed seed)
@@ -227,6 +228,8 @@ def validate(cfg: dict) -> None:
     m = cfg["monitor"]
     _check(m["hessian_every"] >= 0, f"monitor.hessian_every must be >= 0 (0 = off), got {m['hessian_every']}")
     _check(m["hessian_batches"] >= 1, f"monitor.hessian_batches must be at least 1, got {m['hessian_batches']}")
+    _check(m["hessian_batch_size"] is None or m["hessian_batch_size"] >= 2,
+           f"monitor.hessian_batch_size must be null (the search's batch size) or at least 2, got {m['hessian_batch_size']}")
     _check(m["hessian_iterations"] >= 1, f"monitor.hessian_iterations must be at least 1, got {m['hessian_iterations']}")
     _check(m["hessian_tol"] > 0, f"monitor.hessian_tol must be > 0, got {m['hessian_tol']}")
     rd, dp = cfg["early_stop"]["robustdarts"], cfg["early_stop"]["dartsplus"]

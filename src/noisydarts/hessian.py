@@ -204,7 +204,8 @@ def dominant_eigenvalue(model, batches, loss_fn, *, iterations: int = 20, tol: f
 class HessianMonitor:
     """A search callback (``monitor.hessian_every: N``): after every N-th epoch and the last, the
     dominant eigenvalue of the architecture Hessian on the first ``monitor.hessian_batches``
-    search-val batches (unaugmented, in a fixed order: the same images every time), logged as
+    search-val batches (unaugmented, in a fixed order: the same images every time; cut to
+    ``monitor.hessian_batch_size`` images each when set), logged as
     ``hessian_eig`` (with ``hessian_products`` and ``hessian_time`` in seconds) in metrics.jsonl.
     Each estimate starts Lanczos from the previous one's Ritz vector (the Hessian moves little from
     one measurement to the next, so it converges in fewer products); the vector is part of the
@@ -212,7 +213,7 @@ class HessianMonitor:
 
     def __init__(self, cfg: dict):
         m = cfg["monitor"]
-        self.every, self.num_batches = m["hessian_every"], m["hessian_batches"]
+        self.every, self.num_batches, self.batch_size = m["hessian_every"], m["hessian_batches"], m["hessian_batch_size"]
         self.iterations, self.tol, self.noise = m["hessian_iterations"], m["hessian_tol"], m["hessian_noise"]
         self.epochs, self.seed = cfg["epochs"], cfg["seed"] + _SEED_OFFSET
         self.batches, self.vector = None, None
@@ -225,8 +226,8 @@ class HessianMonitor:
 
     def on_start(self, searcher) -> None:
         batches = []
-        for batch in searcher.val_batches.epoch(0):
-            batches.append(batch)
+        for x, y in searcher.val_batches.epoch(0):
+            batches.append((x[: self.batch_size], y[: self.batch_size]) if self.batch_size else (x, y))
             if len(batches) == self.num_batches:
                 break
         self.batches = batches
