@@ -88,8 +88,8 @@ def _panels_figure(groups: list[Group], panels: list[tuple[str, str, object]], t
     # the legend lists the groups with data here (keeping their colours from the full list)
     groups = [Group(g.label, g.runs, g.color or GROUP_COLORS[i % len(GROUP_COLORS)]) for i, g in enumerate(groups)
               if any(len(_series(g.runs, p[2])[0]) for p in panels)]
-    cols = min(cols, len(panels))
     rows = math.ceil(len(panels) / cols)
+    cols = math.ceil(len(panels) / rows)  # balanced rows: 5 panels as 3 + 2, not 4 + 1
     ncol = min(len(groups), 3)
     legend_rows = math.ceil(len(groups) / ncol)
     top, bottom = 0.55, 0.6 + (0.15 + 0.25 * legend_rows) * legend  # inches: the title; the x labels and the legend
@@ -227,7 +227,8 @@ def alpha_figure(groups: list[Group], edge: str | None = None) -> Figure | None:
     counts = {len(r.ops) for g in groups for r in g.runs}
     label = edge_labels(groups[0].runs[0], kind, edges)[index]
     return _panels_figure(groups, [(op, "weight", weight(op)) for op in ops],
-                          f"Weight of each op on edge {label} of the {kind} cell (alpha row {index}: {how}; "
+                          f"Weight of each op on edge {label} of the {'' if kind == 'cell' else kind + ' '}cell "
+                          f"(alpha row {index}: {how}; "
                           f"dotted: uniform 1/K)", sharey=True,
                           reference=1.0 / counts.pop() if len(counts) == 1 else None)
 
