@@ -196,9 +196,12 @@ def test_report_is_self_contained_and_compares_runs(runs, tmp_path):
     assert refs and all(ref.startswith(("data:", "#")) for ref in refs)
     assert "http://" not in text and "https://" not in text
     assert "<link" not in text and "<script" not in text
-    # all plots of the three runs inlined as PNG data URIs
+    # all plots of the three runs, and the overlays (skips, one edge's alpha, accuracy), inlined as PNG data URIs
     inlined = re.findall(r'src="data:image/png;base64,', text)
-    assert len(inlined) == 4 + 4 + 4
+    assert len(inlined) == 4 + 4 + 4 + 3
+    assert sorted(p.name for p in (tmp_path / "cmp" / "overlay").glob("*.png")) == [
+        "overlay_accuracy.png", "overlay_alpha.png", "overlay_skips.png"]
+    assert text.count('<details class="run">') == 3  # each run at full width, one below the other
     # summary table: one column per run, with the NB201 accuracy of the nb201 run
     for run in ("darts", "nb201", "darts_int"):
         assert f">{run}<" in text

@@ -1,8 +1,10 @@
-"""Search callbacks switched on by the config: plots and report at the end, TensorBoard scalars.
+"""Search callbacks switched on by the config: plots and report at the end, TensorBoard scalars,
+the Hessian monitor and the early-stopping rules.
 
-A callback is any object with optional ``on_epoch(record, run_dir)`` / ``on_end(result)``
-methods (see :meth:`noisydarts.search.Searcher.run`); :func:`default_callbacks` builds the ones
-a config asks for, so the search loop itself knows nothing about plotting or logging.
+A callback is any object with optional ``on_start(searcher)``, ``on_record(searcher, record)``,
+``check_stop(history)``, ``on_epoch(record, run_dir)`` and ``on_end(result)`` methods (see
+:meth:`noisydarts.search.Searcher.run`); :func:`default_callbacks` builds the ones a config asks
+for, so the search loop itself knows nothing about plotting, logging, monitoring or stopping.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ SCALAR_GROUPS = {
     "train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train", "val_acc": "accuracy/val",
     "lr": "lr", "epoch_time": "time/epoch_s", "skip_normal": "skip/normal", "skip_reduce": "skip/reduce",
     "skip_count": "skip/cell", "cifar10_test": "nb201/cifar10_test", "cifar100_test": "nb201/cifar100_test",
-    "imagenet16_test": "nb201/imagenet16_test",
+    "imagenet16_test": "nb201/imagenet16_test", "hessian_eig": "hessian/eigenvalue",
 }
 _NOT_SCALARS = {"epoch", "nb201_index"}
 
@@ -67,9 +69,21 @@ class TensorBoardCallback:
 
 
 def default_callbacks(cfg: dict) -> list:
-    """The callbacks a resolved config asks for (``plots``, ``tensorboard``); built before the
-    search starts so that a missing package is reported before any work is done."""
+    """The callbacks a resolved config asks for (``monitor``, ``early_stop``, ``plots``,
+    ``tensorboard``), in the order they run: measurements first (they add to the epoch's record),
+    then the stopping rules that read them. Built before the search starts, so that a missing
+    package is reported before any work is done."""
     callbacks = []
+    if cfg.get("monitor", {}).get("hessian_every", 0):
+        from .hessian import HessianMonitor
+
+        callbacks.append(HessianMonitor(cfg))
+    early = cfg.get("early_stop", {})
+    if early.get("robustdarts", {}).get("enabled", False) or early.get("dartsplus", {}).get("enabled", False):
+        from .early_stop import DartsPlusStop, RobustDartsStop
+
+        callbacks += [rule(cfg) for key, rule in (("robustdarts", RobustDartsStop), ("dartsplus", DartsPlusStop))
+                      if early[key]["enabled"]]
     if cfg.get("tensorboard", False):
         callbacks.append(TensorBoardCallback())
     if cfg.get("plots", True):

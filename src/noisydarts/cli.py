@@ -92,6 +92,8 @@ def _cmd_search(args) -> int:
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
     from .spaces import space_of
 
+    if result.stopped:
+        print(f"stopped early after epoch {result.stopped['epoch']}: {result.stopped['reason']}")
     # A space with something to say about the result (NB201: the benchmark's accuracies) says it,
     # genotype included; others print the genotype.
     print(space_of(result.genotype).describe(result.genotype) or f"genotype: {result.genotype}")
@@ -205,9 +207,11 @@ def _cmd_plot(args) -> int:
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write report.md and report.html for one or more runs",
                        description="Write report.md and a self-contained report.html (config, genotype, plots, "
-                                   "metrics); several runs are compared side by side.")
+                                   "metrics); several runs are overlaid in one set of figures.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="search run directories")
     p.add_argument("--out", metavar="DIR", help="where to write the report (default: the first RUN_DIR)")
+    p.add_argument("--edge", metavar="[KIND:]INDEX", help="the edge whose weights the overlay shows, e.g. normal:3 "
+                   "(rows of alpha in metrics.jsonl; default: the edge whose weights changed most)")
     _common(p)
     p.set_defaults(func=_cmd_report)
 
@@ -215,14 +219,49 @@ def _add_report(sub) -> None:
 def _cmd_report(args) -> int:
     from .report import write_report
 
-    for path in write_report(args.run_dirs, out=args.out):
+    for path in write_report(args.run_dirs, out=args.out, edge=args.edge):
         print(path)
     return 0
 
 
+# --- compare ------------------------------------------------------------------------------------
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="run methods x seeds and summarize them",
+                       description="Run every method (a preset or a YAML config file) with every seed, in parallel "
+                                   "processes, into DIR/<method>-s<seed>; then summary.md/.csv/.json and report.html "
+                                   "with overlay plots. The same command again continues an interrupted comparison.")
+    p.add_argument("methods", nargs="+", metavar="PRESET_OR_CONFIG", help="presets (see `noisydarts presets`) or YAML files")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config value for every run, e.g. --set epochs=20 (repeatable)")
+    p.add_argument("--data", metavar="NAME_OR_DIR", help="the dataset of every run (same as --set data.name=...)")
+    p.add_argument("--jobs", type=int, metavar="N", help="runs at a time (default: one per CPU core, or one per GPU)")
+    p.add_argument("--threads", type=int, metavar="T", help="torch threads per run (default: CPU cores / jobs)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the comparison's directory (new, or one to continue)")
+    p.add_argument("--no-progress", action="store_true", help="no per-run lines (the summary table is still printed)")
+    _common(p)
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    from .compare import compare, summary_table, text_table
+
+    overrides = list(args.overrides) + ([f"data.name={args.data}"] if args.data else [])
+    try:
+        result = compare(args.methods, args.seeds, overrides, out=args.out, jobs=args.jobs, threads=args.threads,
+                         progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue the comparison", file=sys.stderr)
+        return 130
+    if args.no_progress:
+        print(text_table(*summary_table(result)))
+    return 1 if result.failed else 0
+
+
 # --- main ---------------------------------------------------------------------------------------
 
-COMMANDS = [_add_search, _add_presets, _add_nb201, _add_plot, _add_report]
+COMMANDS = [_add_search, _add_presets, _add_nb201, _add_plot, _add_report, _add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,6 +72,18 @@ DEFAULTS: dict = {
     "weights": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
     "arch": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
     "estimator": {"name": "first_order"},
+    "monitor": {                     # measurements during the search (callbacks, noisydarts.hessian)
+        "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian every N epochs (0 = off)
+        "hessian_batches": 1,        # fixed search-val batches it is measured on
+        "hessian_batch_size": None,  # their size (null = batch_size); smaller saves memory, changes L_val's BN
+        "hessian_iterations": 20,    # at most this many Lanczos steps (Hessian-vector products)
+        "hessian_tol": 1.0e-2,       # relative residual at which Lanczos stops (bounds the relative error)
+        "hessian_noise": True,       # NoisyDARTS noise on in the measured loss (with a fixed seed)
+    },
+    "early_stop": {                  # both off by default (noisydarts.early_stop)
+        "robustdarts": {"enabled": False, "window": 5, "delta": 4, "factor": 1.3, "start_epoch": 10},
+        "dartsplus": {"enabled": False, "skips": 2},
+    },
     "plots": True,                   # plots/ and report.{md,html} at the end of a search
     "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
 }
@@ -84,6 +96,7 @@ NULLABLE: dict[str, type] = {
     "data.limit": int,
     "data.memory_budget_gb": float,
     "data.workers": int,
+    "monitor.hessian_batch_size": int,
     "weights.grad_clip": float,
     "grad_clip": float,          # noisydarts train
     "estimator.xi": float,
@@ -353,6 +366,20 @@ def validate(cfg: dict) -> None:
     from .data import validate_data_config
 
     validate_data_config(d)
+    m = cfg["monitor"]
+    _check(m["hessian_every"] >= 0, f"monitor.hessian_every must be >= 0 (0 = off), got {m['hessian_every']}")
+    _check(m["hessian_batches"] >= 1, f"monitor.hessian_batches must be at least 1, got {m['hessian_batches']}")
+    _check(m["hessian_batch_size"] is None or m["hessian_batch_size"] >= 2,
+           f"monitor.hessian_batch_size must be null (the search's batch size) or at least 2, got {m['hessian_batch_size']}")
+    _check(m["hessian_iterations"] >= 1, f"monitor.hessian_iterations must be at least 1, got {m['hessian_iterations']}")
+    _check(m["hessian_tol"] > 0, f"monitor.hessian_tol must be > 0, got {m['hessian_tol']}")
+    rd, dp = cfg["early_stop"]["robustdarts"], cfg["early_stop"]["dartsplus"]
+    _check(not rd["enabled"] or m["hessian_every"] >= 1,
+           "early_stop.robustdarts needs the Hessian monitor: set monitor.hessian_every (the release measures every 2 epochs)")
+    _check(rd["window"] >= 1 and rd["delta"] >= 1 and rd["start_epoch"] >= 0,
+           "early_stop.robustdarts: window and delta must be at least 1, start_epoch at least 0")
+    _check(rd["factor"] > 0, f"early_stop.robustdarts.factor must be > 0, got {rd['factor']}")
+    _check(dp["skips"] >= 1, f"early_stop.dartsplus.skips must be at least 1, got {dp['skips']}")
     sections = _named_sections()
     for section in sections:
         module = sections[section][cfg[section]["name"]]

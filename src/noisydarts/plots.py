@@ -468,12 +468,17 @@ def plot_stems(data: RunData) -> list[str]:
     """The file stems of every picture of the run, in reading order."""
     stems = [f"alpha_{kind}" for kind in data.kinds] + ["dominant_ops"]
     stems += ["cells"] if data.genotype_text else []
+    stems += ["hessian"] if any("hessian_eig" in r for r in data.records) else []  # the Hessian monitor's
     return stems + (["nb201_accuracy"] if data.has_benchmark_accuracy else [])
 
 
 def make_figure(data: RunData, stem: str) -> Figure | None:
     if stem.startswith("alpha_"):
         return alpha_figure(data, stem[len("alpha_"):])
+    if stem == "hessian":
+        from .overlay import hessian_figure
+
+        return hessian_figure(data)
     return {"dominant_ops": dominant_figure, "cells": cell_figure, "nb201_accuracy": nb201_accuracy_figure}[stem](data)
 
 

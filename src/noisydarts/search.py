@@ -51,6 +51,7 @@ class SearchResult:
     alpha_history: list[dict] = field(default_factory=list)  # per epoch: {cell type: [[w]]}
     run_dir: Path | None = None
     metrics: list[dict] = field(default_factory=list)
+    stopped: dict | None = None            # why a callback ended the search early (None: it ran to the end)
 
 
 # --- setup helpers ----------------------------------------------------------------------------
@@ -156,12 +157,16 @@ class Searcher:
         self.estimator = build_estimator(cfg)
         self.start_epoch = 0
         self.preset: str | None = None   # for the start-of-run line only
+        self.stopped: dict | None = None  # set when a callback stops the search (early stopping)
+        self.callbacks = ()               # the running search's callbacks (their state is checkpointed)
+        self.callback_states: dict = {}   # their state from a checkpoint, handed back in run()
 
     # --- checkpoints ---
     def state_dict(self, next_epoch: int) -> dict:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
-                "estimator": getattr(self.estimator, "state_dict", dict)()}
+                "estimator": getattr(self.estimator, "state_dict", dict)(), "stopped": self.stopped,
+                "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -172,6 +177,8 @@ class Searcher:
             self.estimator.load_state_dict(state.get("estimator", {}))
         set_rng_state(state["rng"])
         self.start_epoch = state["epoch"]
+        self.stopped = state.get("stopped")
+        self.callback_states = state.get("callbacks", {})
 
     # --- one epoch ---
     def train_epoch(self, epoch: int) -> dict:
@@ -255,38 +262,72 @@ class Searcher:
                           hint="lower weights.lr, arch.lr or noise.lambda")
 
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
-        """Train until ``stop_after`` (or all) epochs are done. Each callback's optional
-        ``on_epoch(record, run_dir)`` is called after every epoch and ``on_end(result)`` at the
-        end (also when stopping early): logging and plotting hook in there, not in the loop."""
+        """Train until ``stop_after`` (or all) epochs are done, or until a callback stops the search.
+
+        Callbacks (see :mod:`noisydarts.callbacks`) are objects with any of these methods:
+        ``state_dict()``/``load_state_dict(state)`` for state kept in the checkpoint;
+        ``on_start(searcher)`` once before the first epoch; ``on_record(searcher, record)`` after
+        each epoch, before the record is logged (monitors add their measurements to it);
+        ``check_stop(history) -> Stop | None`` with every record so far (an early-stopping rule);
+        ``on_epoch(record, run_dir)`` once the epoch is logged and checkpointed; and
+        ``on_end(result)`` at the end (also when interrupted on purpose or stopped early).
+        A stop ends the loop after that epoch: the record, the checkpoint and genotype.json say
+        why, and genotype.json holds that epoch's architecture."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        self.callbacks = tuple(callbacks)
+        for cb in callbacks:
+            if hasattr(cb, "load_state_dict") and _state_key(cb) in self.callback_states:
+                cb.load_state_dict(self.callback_states[_state_key(cb)])
+            if hasattr(cb, "on_start"):
+                cb.on_start(self)
+        history = read_jsonl(metrics_path)  # the epochs already done (a resumed run's)
         if self.progress:
             print(runs.start_line("search", self.device, precision(cfg, self.device), self.run_dir, self.preset,
                                   resumed_at=self.start_epoch or None), flush=True)
         for epoch in range(self.start_epoch, last):
+            if self.stopped is not None:
+                break
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
             val = self.validate()
             self.check_finite(epoch, {**train, **val})
             record = self.epoch_record(epoch, train, val, time.perf_counter() - t0)
+            for cb in callbacks:
+                if hasattr(cb, "on_record"):
+                    cb.on_record(self, record)
+            history.append(record)
+            for cb in callbacks:
+                stop = cb.check_stop(history) if hasattr(cb, "check_stop") else None
+                if stop is not None:
+                    self.stopped = record["stopped"] = stop.to_dict()
+                    break
             append_jsonl(metrics_path, record)
             atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
             if self.progress:
                 print(_summary_line(record), flush=True)
+                if self.stopped is not None:
+                    print(f"early stop after epoch {record['epoch']}: {self.stopped['reason']}", flush=True)
             for cb in callbacks:
                 if hasattr(cb, "on_epoch"):
                     cb.on_epoch(record, self.run_dir)
         metrics = read_jsonl(metrics_path)
         genotype = self.model.genotype()
-        if last == cfg["epochs"]:
-            payload = {**genotype_payload(genotype), **self.space.genotype_metrics(genotype)}
+        if last == cfg["epochs"] or self.stopped is not None:
+            payload = {**genotype_payload(genotype), **self.space.genotype_metrics(genotype), "epochs": len(metrics)}
+            if self.stopped is not None:
+                payload["stopped"] = self.stopped
             atomic_write_text(self.run_dir / "genotype.json", json.dumps(payload, indent=1) + "\n")
         result = SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
-                              run_dir=self.run_dir, metrics=metrics)
+                              run_dir=self.run_dir, metrics=metrics, stopped=self.stopped)
         for cb in callbacks:
             if hasattr(cb, "on_end"):
                 cb.on_end(result)
         return result
+
+
+def _state_key(callback) -> str:
+    return type(callback).__name__
 
 
 def _summary_line(r: dict) -> str:
@@ -341,7 +382,8 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     checkpoint (its own config is used). ``stop_after``: stop once that many epochs are done,
     leaving a resumable run (used to interrupt on purpose). ``label`` names the default run
     directory (the preset's name when ``config`` is one). ``callbacks``: objects with optional
-    ``on_epoch(record, run_dir)`` / ``on_end(result)`` methods.
+    ``on_start``, ``on_record``, ``check_stop``, ``on_epoch`` and ``on_end`` methods (see
+    :meth:`Searcher.run`), run after the ones the config asks for.
     """
     if resume is not None:
         if config is not None or out is not None:
