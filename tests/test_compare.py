@@ -152,7 +152,10 @@ def test_parallel_runs_killed_failed_and_continued_as_a_whole(tmp_path, capsys):
     log = (out / "logs" / "noisy-s0.log").read_text()
     assert "start (threads 1)" in log and "resume (threads 1)" in log
     # resumed exactly: the same alpha as one uninterrupted search of that config and seed
-    straight = search(yaml.safe_load(noisy.read_text()), out=tmp_path / "straight", progress=False)
+    from noisydarts import config as config_lib
+
+    cfg = config_lib.resolve(config_lib.DEFAULT_PRESET, noisy)  # as `search --config FILE` and compare resolve it
+    straight = search(cfg, out=tmp_path / "straight", progress=False)
     resumed = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["alpha"] for r in resumed] == straight.alpha_history
     assert summary["runs"][0]["genotype"] == str(straight.genotype)

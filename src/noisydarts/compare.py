@@ -82,7 +82,8 @@ def plan_methods(specs: list[str], overrides: list[str]) -> list[Method]:
             source, name, cfg = spec, spec, config_lib.resolve(spec, None, overrides)
         elif Path(spec).is_file():
             source, name = str(Path(spec).resolve()), _safe(Path(spec).stem)
-            cfg = config_lib.resolve(None, spec, overrides)
+            # over the default preset, as `noisydarts search --config FILE` resolves it
+            cfg = config_lib.resolve(config_lib.DEFAULT_PRESET, spec, overrides)
         else:
             raise UserError(f"{spec!r} is neither a preset ({', '.join(config_lib.preset_names())}) nor a config file")
         if source in sources:
