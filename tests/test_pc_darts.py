@@ -1,0 +1,176 @@
+"""PC-DARTS: partial channels with edge normalization, against the formula of the PC-DARTS release.
+
+A node is ``x_j = sum_i beta_hat_ij * f_ij(x_i)`` with ``beta_hat`` the softmax of ``beta`` over
+the edges entering j, and ``f_ij(x) = shuffle_K(cat(sum_o w_o o(x[:, :C/K]), bypass(x[:, C/K:])))``
+(bypass: identity, or 2x2 max-pool at stride 2). ``beta_hat`` multiplies the whole edge output,
+bypass channels included. The reference below computes exactly that, written out here.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisydarts.mixed import MixedEdge
+from noisydarts.ops import DARTS_OPS
+from noisydarts.spaces.darts import DartsSupernet, derive
+from noisydarts.spaces.nb201 import NB201Supernet, ResNetReduction
+
+K = 4
+
+
+def shuffle(x, groups):
+    """Channel shuffle as an explicit permutation: output channel j*groups + g is input g*(C/groups) + j."""
+    per = x.shape[1] // groups
+    return x[:, [g * per + j for j in range(per) for g in range(groups)]]
+
+
+def reference_edge(edge: MixedEdge, x, w, scale, fold_only=False):
+    c = x.shape[1] // K
+    x_op, bypass = x[:, :c], x[:, c:]
+    ops = dict(zip([edge.op_names[k] for k in edge.active], edge.ops))
+    mixed = sum(w[k] * ops[name](x_op) for k, name in enumerate(edge.op_names) if name != "none")
+    if edge.stride == 2:
+        bypass = F.max_pool2d(bypass, 2, 2)
+    if fold_only:  # what edge normalization computed before the fix: beta_hat on the op part only
+        return shuffle(torch.cat([scale * mixed, bypass], 1), K)
+    return scale * shuffle(torch.cat([mixed, bypass], 1), K)
+
+
+def beta_hat(beta, edge_list):
+    """softmax of beta over the edges that enter the same node, node by node."""
+    out = torch.empty_like(beta)
+    for t in {t for t, _ in edge_list}:
+        rows = [k for k, (tt, _) in enumerate(edge_list) if tt == t]
+        out[rows] = torch.softmax(beta[rows], 0)
+    return out
+
+
+def reference_darts_cell(cell, s0, s1, w, bh, fold_only=False):
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    for target in sorted({t for t, _ in cell.edge_list}):
+        states.append(sum(reference_edge(cell.edges[k], states[s], w[k], bh[k], fold_only)
+                          for k, (t, s) in enumerate(cell.edge_list) if t == target))
+    return torch.cat(states[2:], 1)
+
+
+def reference_darts_network(net, x, fold_only=False):
+    s0 = s1 = net.stem(x)
+    for cell in net.cells:
+        kind = "reduce" if cell.reduction else "normal"
+        w = torch.softmax(net.arch[f"alpha_{kind}"], -1)
+        bh = beta_hat(net.arch[f"beta_{kind}"], net.edge_list)
+        s0, s1 = s1, reference_darts_cell(cell, s0, s1, w, bh, fold_only)
+    return net.classifier(net.pool(s1).flatten(1))
+
+
+def _randomize_arch(net):
+    with torch.no_grad():
+        for p in net.arch_parameters():
+            p.copy_(torch.randn_like(p))
+
+
+def _grads(out, params, seed=1):
+    r = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    return torch.autograd.grad((out * r).sum(), params)
+
+
+@pytest.fixture
+def darts_pc():
+    net = DartsSupernet(10, channels=8, layers=3, nodes=4, ops=DARTS_OPS, weighting="edge_norm",
+                        partial_channels=K).double()
+    _randomize_arch(net)
+    return net
+
+
+def test_darts_k4_cells_match_the_pc_darts_formula(darts_pc):
+    """Outputs and alpha/beta gradients of a normal and a reduction cell with 14 edges at K=4."""
+    net = darts_pc
+    with torch.no_grad():
+        s0 = s1 = net.stem(torch.randn(2, 3, 8, 8, dtype=torch.float64))
+    for cell in net.cells[:2]:  # normal (C=8), reduction (C=16)
+        kind = "reduce" if cell.reduction else "normal"
+        alpha, beta = net.arch[f"alpha_{kind}"], net.arch[f"beta_{kind}"]
+        out = cell(s0, s1, net.weighting(kind), net.weighting.edge_weights(kind))
+        ref = reference_darts_cell(cell, s0, s1, torch.softmax(alpha, -1), beta_hat(beta, net.edge_list))
+        assert out.shape == ref.shape
+        assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+        for g, g_ref in zip(_grads(out, [alpha, beta]), _grads(ref, [alpha, beta])):
+            assert g.abs().sum() > 0 and torch.allclose(g, g_ref, atol=1e-10, rtol=0)
+        # The fix matters: with beta_hat on the op part only, the cell computes something else.
+        old = reference_darts_cell(cell, s0, s1, torch.softmax(alpha, -1), beta_hat(beta, net.edge_list), fold_only=True)
+        assert (old - ref).abs().mean() > 0.1 * ref.abs().mean()
+        s0, s1 = s1, out.detach()
+
+
+def test_darts_k4_network_and_beta_gradient_through_the_bypass(darts_pc):
+    net = darts_pc
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    params = net.arch_parameters()
+    out, ref = net(x), reference_darts_network(net, x)
+    assert torch.allclose(out, ref, atol=1e-10, rtol=0)
+    grads, ref_grads = _grads(out, params), _grads(ref, params)
+    for g, g_ref in zip(grads, ref_grads):
+        assert torch.allclose(g, g_ref, atol=1e-9, rtol=0)
+    # dL/dbeta has a bypass term: it differs from the gradient of the op-part-only formula
+    old_grads = _grads(reference_darts_network(net, x, fold_only=True), params)
+    names = [n for n, _ in net.named_parameters() if n.startswith("arch.")]
+    beta_idx = names.index("arch.beta_normal")
+    assert not torch.allclose(grads[beta_idx], old_grads[beta_idx], atol=1e-3)
+
+
+def test_nb201_k4_network_matches_the_pc_darts_formula():
+    net = NB201Supernet(10, channels=8, cells_per_stage=1, weighting="edge_norm", partial_channels=K).double()
+    _randomize_arch(net)
+    edges = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+    assert net.arch_edges() == {"cell": edges}
+
+    def reference(x):
+        w = torch.softmax(net.arch["alpha_cell"], -1)
+        bh = beta_hat(net.arch["beta_cell"], edges)
+        x = net.stem(x)
+        for layer in net.layers:
+            if isinstance(layer, ResNetReduction):
+                x = layer(x)
+                continue
+            nodes = [x]
+            for target in (1, 2, 3):
+                nodes.append(sum(reference_edge(layer[k], nodes[s], w[k], bh[k]) for k, (t, s) in enumerate(edges) if t == target))
+            x = nodes[-1]
+        return net.classifier(net.head(x))
+
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    out, ref = net(x), reference(x)
+    assert torch.allclose(out, ref, atol=1e-10, rtol=0)
+    for g, g_ref in zip(_grads(out, net.arch_parameters()), _grads(ref, net.arch_parameters())):
+        assert g.abs().sum() > 0 and torch.allclose(g, g_ref, atol=1e-9, rtol=0)
+
+
+def test_edge_scale_without_partial_channels_is_folded_exactly():
+    """K=1: scaling the edge output is scaling the op weights, bit for bit (the old formula)."""
+    edge = MixedEdge(list(DARTS_OPS), 4, 1, bn_after_pool=True)
+    x = torch.randn(2, 4, 8, 8)
+    w, s = torch.softmax(torch.randn(8), 0), torch.rand(())
+    assert torch.equal(edge(x, w, s), edge(x, w * s))
+    assert torch.equal(edge(x, w, None), edge(x, w))
+
+
+def test_derivation_ranks_softmax_alpha_times_beta_hat():
+    """W = softmax(alpha) * beta_hat picks the top-2 incoming edges (PC-DARTS genotype())."""
+    net = DartsSupernet(10, channels=8, layers=3, nodes=4, ops=DARTS_OPS, weighting="edge_norm", partial_channels=K)
+    ops = list(DARTS_OPS)
+    with torch.no_grad():
+        for kind in net.kinds:
+            net.arch[f"alpha_{kind}"].zero_()
+            net.arch[f"beta_{kind}"].zero_()
+        # node 3 (edges 2, 3, 4 from 0, 1, 2): edge 2 has the largest softmax(alpha), but a small beta
+        a = net.arch["alpha_normal"]
+        a[2, ops.index("sep_conv_3x3")] = 3.0
+        a[3, ops.index("max_pool_3x3")] = 2.0
+        a[4, ops.index("skip_connect")] = 2.0
+        net.arch["beta_normal"][2] = -3.0
+    g = net.genotype()
+    W = {kind: (torch.softmax(net.arch[f"alpha_{kind}"], -1)
+                * beta_hat(net.arch[f"beta_{kind}"], net.edge_list)[:, None]).detach() for kind in net.kinds}
+    assert g == derive(W["normal"], W["reduce"], ops, net.edge_list)
+    assert [j for _, j in g.normal[2:4]] == [1, 2]  # edge from 0 dropped despite its largest alpha
+    assert torch.allclose(net.arch_weights()["normal"], W["normal"])
