@@ -56,8 +56,20 @@ DEFAULTS: dict = {
         "partial_channels": 1,       # K of PC-DARTS; 1 = all channels
     },
     "weights": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
-    "arch": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
+    "arch": {
+        "lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3,
+        # gradient projection between the edges of a cell (noisydarts.gradients.projection)
+        "projection": {
+            "groups": "none",            # none | edge_in | edge_out
+            "order": "random",           # random (PCGrad) | short_to_long | long_to_short
+            "include_beta": False,       # project [g_alpha, g_beta] of an edge as one vector
+            "length": "through",         # edge length L: through (longest path through the edge) | downstream
+        },
+    },
     "estimator": {"name": "first_order"},
+    # the evaluation recipe of this search's architectures: `noisydarts train RUN` layers these
+    # over the space's recipe (null = the space's value)
+    "train": {"drop_path_prob": None},
     "plots": True,                   # plots/ and report.{md,html} at the end of a search
     "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
 }
@@ -213,6 +225,9 @@ def validate(cfg: dict) -> None:
     _check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
     _check(d["limit"] is None or d["limit"] >= 2, "data.limit must be null or at least 2 images")
     _check(d["crop_padding"] >= 0 and d["cutout"] >= 0, "data.crop_padding and data.cutout must be >= 0")
+    from .gradients import validate as validate_gradient_transforms
+
+    validate_gradient_transforms(cfg)
     sections = _named_sections()
     for section in sections:
         module = sections[section][cfg[section]["name"]]
