@@ -174,3 +174,48 @@ def test_derivation_ranks_softmax_alpha_times_beta_hat():
     assert g == derive(W["normal"], W["reduce"], ops, net.edge_list)
     assert [j for _, j in g.normal[2:4]] == [1, 2]  # edge from 0 dropped despite its largest alpha
     assert torch.allclose(net.arch_weights()["normal"], W["normal"])
+
+
+# --- presets and the evaluation recipe they carry ------------------------------------------------
+
+@pytest.mark.parametrize("name", ["pc-darts-cifar10", "pc-darts-cifar100", "pc-darts-gp-cifar10", "pc-darts-gp-cifar100",
+                                  "nb201-pc-darts", "nb201-pc-darts-gp"])
+def test_pc_darts_presets(name):
+    import noisydarts
+
+    cfg = noisydarts.resolve_config(name)
+    assert cfg["edge"] == {"weighting": "edge_norm", "partial_channels": 4}
+    assert (cfg["batch_size"], cfg["epochs"], cfg["warmup_epochs"]) == (256, 50, 15)
+    assert cfg["weights"] == {"lr": 0.1, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0}
+    assert (cfg["arch"]["lr"], cfg["arch"]["weight_decay"], cfg["arch"]["betas"]) == (6e-4, 1e-3, [0.5, 0.999])
+    assert cfg["estimator"]["name"] == "first_order" and not cfg["noise"]["enabled"]
+    gp = "-gp" in name
+    assert cfg["arch"]["projection"] == {"groups": "edge_in" if gp else "none", "order": "random",
+                                         "include_beta": False, "length": "through"}
+    if name.startswith("nb201"):
+        assert cfg["space"]["name"] == "nb201" and cfg["space"]["channels"] == 16 and cfg["train"]["drop_path_prob"] is None
+    else:
+        assert cfg["space"]["ops"] == list(DARTS_OPS) and (cfg["space"]["channels"], cfg["space"]["layers"]) == (16, 8)
+        assert cfg["data"]["name"] == name.rsplit("-", 1)[1] and cfg["train"]["drop_path_prob"] == 0.3
+    if gp:  # the GP preset is the base preset with projection on, nothing else
+        base = noisydarts.resolve_config(name.replace("-gp", ""))
+        base["arch"]["projection"] = cfg["arch"]["projection"]
+        assert {k: v for k, v in cfg.items() if k != "description"} == {k: v for k, v in base.items() if k != "description"}
+
+
+def test_train_takes_the_search_runs_evaluation_settings(tiny_config, tmp_path):
+    """`noisydarts train RUN` layers the search config's train section over the space's recipe."""
+    from noisydarts.search import search
+    from noisydarts.train import resolve_config, search_recipe
+
+    run = tmp_path / "search"
+    result = search(tiny_config | {"epochs": 1, "train": {"drop_path_prob": 0.3}}, out=run, progress=False)
+    assert search_recipe(run) == search_recipe(run / "genotype.json") == {"drop_path_prob": 0.3}
+    assert search_recipe(str(tmp_path)) == {} and search_recipe("darts_v2") == {}
+    cfg = resolve_config({"epochs": 1}, arch=result.genotype, search=search_recipe(run))
+    assert cfg["drop_path_prob"] == 0.3 and cfg["epochs"] == 1
+    assert resolve_config(None, ["drop_path_prob=0.1"], arch=result.genotype, search=search_recipe(run))["drop_path_prob"] == 0.1
+    assert resolve_config(None, arch=result.genotype)["drop_path_prob"] == 0.2  # the DARTS recipe without it
+    plain = tmp_path / "plain"
+    search(tiny_config | {"epochs": 1}, out=plain, progress=False)
+    assert search_recipe(plain) == {}
