@@ -219,3 +219,19 @@ def test_train_takes_the_search_runs_evaluation_settings(tiny_config, tmp_path):
     plain = tmp_path / "plain"
     search(tiny_config | {"epochs": 1}, out=plain, progress=False)
     assert search_recipe(plain) == {}
+
+
+def test_channel_shuffle_is_the_permutation_and_keeps_channels_last():
+    from noisydarts.mixed import channel_shuffle
+
+    x = torch.randn(2, 16, 5, 7)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        out = channel_shuffle(t, K)
+        assert torch.equal(out, shuffle(x, K))
+        assert out.is_contiguous(memory_format=torch.channels_last) == (t is not x)
+    # so a K=4 cell's output stays channels_last (no format conversions downstream)
+    net = DartsSupernet(10, channels=8, layers=3, nodes=2, weighting="edge_norm", partial_channels=K)
+    net = net.to(memory_format=torch.channels_last)
+    s = net.stem(torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last))
+    out = net.cells[0](s, s, net.weighting("normal"), net.weighting.edge_weights("normal"))
+    assert out.is_contiguous(memory_format=torch.channels_last)

@@ -33,7 +33,12 @@ from .ops import POOLING_OPS, batch_norm, build_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Output channel ``j * groups + g`` is input channel ``g * (C / groups) + j`` (ShuffleNet;
+    PC-DARTS). A channels_last tensor stays channels_last (else every later op converts)."""
     b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1)
+        return nhwc.reshape(b, h, w, groups, c // groups).transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -121,9 +126,9 @@ class EdgeNormWeighting(SoftmaxWeighting):
 
     def __init__(self, arch: nn.ParameterDict, kinds, edge_targets):
         super().__init__(arch, kinds, edge_targets)
-        targets = torch.as_tensor(list(edge_targets))
-        self.register_buffer("targets", targets, persistent=False)
-        self.num_nodes = int(targets.max()) + 1
+        targets = list(edge_targets)
+        self.register_buffer("targets", torch.as_tensor(targets), persistent=False)
+        self.num_nodes = max(targets) + 1  # from the list: no .item(), so it builds on the meta device too
         for kind in kinds:
             arch[f"beta_{kind}"] = nn.Parameter(1e-3 * torch.randn(len(targets)))
 
