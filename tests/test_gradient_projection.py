@@ -105,6 +105,19 @@ def test_groups():
 # --- the projection ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("groups, order", MODES)
+def test_hand_made_rows_still_sum_to_zero(groups, order):
+    model = Cells(DARTS, beta=True)
+    grads = {"alpha_normal": softmax_like_grads(14, seed=7), "alpha_reduce": softmax_like_grads(14, seed=8),
+             "beta_normal": torch.randn(14, dtype=torch.float64), "beta_reduce": torch.randn(14, dtype=torch.float64)}
+    for include_beta in (False, True):
+        model.set_grads(grads)
+        transform(DARTS, groups, order, include_beta)(model)
+        for kind in ("normal", "reduce"):
+            g = model.arch[f"alpha_{kind}"].grad
+            assert not torch.equal(g, grads[f"alpha_{kind}"]) and g.sum(1).abs().max() < 1e-14
+
+
+@pytest.mark.parametrize("groups, order", MODES)
 def test_no_conflict_leaves_the_gradient_unchanged(groups, order):
     """All rows of a cell type are positive multiples of one zero-sum vector: no dot product < 0."""
     model = Cells(DARTS)
@@ -220,7 +233,8 @@ def test_rows_still_sum_to_zero_with_every_estimator_and_space(tiny_config, tmp_
     changed = False
     for name, g in after.items():
         if name.startswith("alpha_"):
-            assert g.sum(1).abs().max() < 1e-6 * g.abs().max()
+            # float32: the estimator's own row sums are ~1e-7 relative, and the projection adds only rounding
+            assert g.sum(1).abs().max() <= before[name].sum(1).abs().max() + 1e-6 * g.abs().max()
             changed |= not torch.equal(g, before[name])
         else:
             assert torch.equal(g, before[name])  # beta untouched by default
