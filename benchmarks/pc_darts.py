@@ -4,6 +4,7 @@ keeps, and the cost of gradient projection (GP).
     python benchmarks/pc_darts.py                                   # batch 64 and 256; cpu, and cuda when present
     python benchmarks/pc_darts.py --batch-sizes 64 --steps 2 --methods pc-darts pc-darts-gp
     python benchmarks/pc_darts.py --saved-only                      # only the autograd column (instant)
+    python benchmarks/pc_darts.py --interleave --batch-sizes 32     # step-time ratios on a busy machine
 
 The supernet is the standard one (C=16, 8 cells, 4 nodes, 14 edges, the 8 DARTS ops with
 ``none``, 32x32 images of the embedded cifar10-mini, no noise). Methods are the presets:
@@ -21,6 +22,10 @@ the backward pass of one forward of the search loss (parameters excluded, shared
 counted once), computed on the meta device (no memory, no arithmetic), so it is given for every
 batch size, also where a configuration does not fit in memory. "GP ms" times the projection
 alone (the transform call, many repetitions).
+
+``--interleave`` times the methods in one process, a step of each in turn for ``--steps``
+rounds, and reports the median: on a shared machine the load then hits every method alike, so
+the ratios hold even where the absolute times do not (no memory column: the process is shared).
 
 On CPU a configuration whose estimated peak (1.3 x saved + 1 GB) exceeds the available memory
 (MemAvailable, or ``--memory-limit-mb``) is skipped rather than run into the OOM killer.
@@ -121,6 +126,41 @@ def run_one(args) -> dict:
             "step_mb": (peak - setup) / 2**20 if not cuda else None, "gp_ms": gp_ms}
 
 
+def run_interleaved(args, batch: int) -> dict:
+    """Median s/step of every method, timed in turn in this process (see the module docstring)."""
+    import statistics
+    import tempfile
+
+    import torch
+
+    from noisydarts.estimators import StepContext
+    from noisydarts.search import Searcher, autocast, cross_entropy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = (args.devices or ["cuda" if torch.cuda.is_available() else "cpu"])[0]
+    runs = {}
+    for method in args.methods:
+        cfg = resolve(method, batch, device, args.overrides)
+        s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
+        s.model.train()
+        batches = next(iter(s.train_batches.epoch(0))), next(iter(s.arch_batches.epoch(0)))
+        ctx = StepContext(loss_fn=cross_entropy, weight_optimizer=s.w_opt, weight_lr=cfg["weights"]["lr"])
+        runs[method] = (s, batches, ctx, s.model.weight_parameters(), autocast(cfg, s.device))
+    times = {m: [] for m in runs}
+    for round_ in range(args.warmup + args.steps):
+        for method, (s, (train, val), ctx, weights, amp) in runs.items():
+            if s.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            s.search_step(train, val, ctx, weights, amp)
+            if s.device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_ >= args.warmup:
+                times[method].append(time.perf_counter() - t0)
+    return {m: statistics.median(t) for m, t in times.items()}
+
+
 def mem_available_mb() -> float | None:
     try:
         with open("/proc/meminfo") as f:
@@ -143,6 +183,8 @@ def main():
     p.add_argument("--memory-limit-mb", type=float, default=None,
                    help="CPU: skip configurations estimated to need more (default: MemAvailable)")
     p.add_argument("--saved-only", action="store_true", help="only the autograd-saved column (meta device, instant)")
+    p.add_argument("--interleave", action="store_true",
+                   help="time the methods in turn in one process (median of --steps rounds): ratios on a busy machine")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
     args = p.parse_args()
@@ -157,6 +199,19 @@ def main():
         for (m, b), mb in saved.items():
             print(f"{m:<12} {b:>5} {mb:>9.0f}")
         _ratios(saved, {}, args)
+        return
+
+    if args.interleave:
+        print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {args.threads or torch.get_num_threads()}, "
+              f"interleaved: median of {args.steps} rounds after {args.warmup} warm-up", flush=True)
+        print(f"{'method':<12} {'batch':>5} {'s/step':>8} {'vs darts':>9}")
+        for batch in args.batch_sizes:
+            med = run_interleaved(args, batch)
+            for m, t in med.items():
+                rel = f"{t / med['darts']:.2f}" if "darts" in med else "-"
+                print(f"{m:<12} {batch:>5} {t:>8.2f} {rel:>9}", flush=True)
+            if "pc-darts" in med and "pc-darts-gp" in med:
+                print(f"batch {batch}: GP step time vs PC-DARTS {100 * (med['pc-darts-gp'] / med['pc-darts'] - 1):+.1f} %")
         return
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -210,7 +265,7 @@ def _ratios(saved, results, args):
             pc, gp = results.get((device, "pc-darts", b)), results.get((device, "pc-darts-gp", b))
             if pc and gp:
                 print(f"batch {b} {device}: GP overhead: projection {gp['gp_ms']:.2f} ms = "
-                      f"{100 * gp['gp_ms'] / 1000 / pc['seconds']:.2f} % of a PC-DARTS step; "
+                      f"{100 * gp["gp_ms"] / 1000 / pc["seconds"]:.2g} % of a PC-DARTS step; "
                       f"measured step time {100 * (gp['seconds'] / pc['seconds'] - 1):+.1f} % (run-to-run noise included)")
 
 

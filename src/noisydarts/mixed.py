@@ -95,7 +95,7 @@ class MixedEdge(nn.Module):
         return out
 
 
-# --- weightings: architecture parameters -> effective [edges, ops] weights ---------------------
+# --- weightings: architecture parameters -> [edges, ops] op weights and [edges] edge weights ----
 
 class SoftmaxWeighting(nn.Module):
     """DARTS: ``softmax(alpha)`` over the ops of each edge (Eq. 2 of DARTS); no edge weights."""
