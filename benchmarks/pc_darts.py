@@ -265,7 +265,7 @@ def _ratios(saved, results, args):
             pc, gp = results.get((device, "pc-darts", b)), results.get((device, "pc-darts-gp", b))
             if pc and gp:
                 print(f"batch {b} {device}: GP overhead: projection {gp['gp_ms']:.2f} ms = "
-                      f"{100 * gp["gp_ms"] / 1000 / pc["seconds"]:.2g} % of a PC-DARTS step; "
+                      f"{100 * gp['gp_ms'] / 1000 / pc['seconds']:.2g} % of a PC-DARTS step; "
                       f"measured step time {100 * (gp['seconds'] / pc['seconds'] - 1):+.1f} % (run-to-run noise included)")
 
 
