@@ -21,7 +21,9 @@ CUDA. "saved MB" is exact and machine-independent: the bytes of the tensors auto
 the backward pass of one forward of the search loss (parameters excluded, shared storages
 counted once), computed on the meta device (no memory, no arithmetic), so it is given for every
 batch size, also where a configuration does not fit in memory. "GP ms" times the projection
-alone (the transform call, many repetitions).
+alone (the transform call, many repetitions). "CPU s" is the process CPU time per step (all
+threads): with ``--threads 1`` on a shared machine it is the work done, much less disturbed by
+the other processes than the wall time.
 
 ``--interleave`` times the methods in one process, a step of each in turn for ``--steps``
 rounds, and reports the median: on a shared machine the load then hits every method alike, so
@@ -103,12 +105,13 @@ def run_one(args) -> dict:
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         s.search_step(train, val, ctx, weights, amp)
     if cuda:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / args.steps
+    cpu_seconds = (time.process_time() - c0) / args.steps
     if cuda:
         peak, setup = torch.cuda.max_memory_allocated(), 0
     else:
@@ -122,7 +125,7 @@ def run_one(args) -> dict:
         if cuda:
             torch.cuda.synchronize()
         gp_ms = 1000 * (time.perf_counter() - t0) / reps
-    return {"seconds": seconds, "images_per_s": args.batch / seconds, "peak_mb": peak / 2**20,
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "images_per_s": args.batch / seconds, "peak_mb": peak / 2**20,
             "step_mb": (peak - setup) / 2**20 if not cuda else None, "gp_ms": gp_ms}
 
 
@@ -152,13 +155,13 @@ def run_interleaved(args, batch: int) -> dict:
         for method, (s, (train, val), ctx, weights, amp) in runs.items():
             if s.device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             s.search_step(train, val, ctx, weights, amp)
             if s.device.type == "cuda":
                 torch.cuda.synchronize()
             if round_ >= args.warmup:
-                times[method].append(time.perf_counter() - t0)
-    return {m: statistics.median(t) for m, t in times.items()}
+                times[method].append((time.perf_counter() - t0, time.process_time() - c0))
+    return {m: tuple(statistics.median(x) for x in zip(*t)) for m, t in times.items()}
 
 
 def mem_available_mb() -> float | None:
@@ -204,20 +207,21 @@ def main():
     if args.interleave:
         print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {args.threads or torch.get_num_threads()}, "
               f"interleaved: median of {args.steps} rounds after {args.warmup} warm-up", flush=True)
-        print(f"{'method':<12} {'batch':>5} {'s/step':>8} {'vs darts':>9}")
+        print(f"{'method':<12} {'batch':>5} {'s/step':>8} {'CPU s':>8} {'CPU vs darts':>13}")
         for batch in args.batch_sizes:
             med = run_interleaved(args, batch)
-            for m, t in med.items():
-                rel = f"{t / med['darts']:.2f}" if "darts" in med else "-"
-                print(f"{m:<12} {batch:>5} {t:>8.2f} {rel:>9}", flush=True)
+            for m, (t, c) in med.items():
+                rel = f"{c / med['darts'][1]:.2f}" if "darts" in med else "-"
+                print(f"{m:<12} {batch:>5} {t:>8.2f} {c:>8.2f} {rel:>13}", flush=True)
             if "pc-darts" in med and "pc-darts-gp" in med:
-                print(f"batch {batch}: GP step time vs PC-DARTS {100 * (med['pc-darts-gp'] / med['pc-darts'] - 1):+.1f} %")
+                print(f"batch {batch}: GP vs PC-DARTS: step time {100 * (med['pc-darts-gp'][0] / med['pc-darts'][0] - 1):+.1f} %, "
+                      f"CPU time {100 * (med['pc-darts-gp'][1] / med['pc-darts'][1] - 1):+.1f} %")
         return
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {args.threads or torch.get_num_threads()}, "
           f"{args.steps} timed steps after {args.warmup} warm-up; supernet C=16, 8 cells, 8 ops", flush=True)
-    header = (f"{'device':<6} {'method':<12} {'batch':>5} {'s/step':>8} {'images/s':>9} {'peak MB':>8} {'step MB':>8} "
+    header = (f"{'device':<6} {'method':<12} {'batch':>5} {'s/step':>8} {'CPU s':>7} {'images/s':>9} {'peak MB':>8} {'step MB':>8} "
               f"{'saved MB':>9} {'GP ms':>7}")
     print(header)
     print("-" * len(header))
@@ -243,7 +247,7 @@ def main():
                 results[(device, method, batch)] = r
                 step_mb = "-" if r["step_mb"] is None else f"{r['step_mb']:.0f}"
                 gp = "-" if r["gp_ms"] is None else f"{r['gp_ms']:.2f}"
-                print(f"{prefix} {r['seconds']:>8.2f} {r['images_per_s']:>9.2f} {r['peak_mb']:>8.0f} {step_mb:>8} "
+                print(f"{prefix} {r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {r['images_per_s']:>9.2f} {r['peak_mb']:>8.0f} {step_mb:>8} "
                       f"{saved[(method, batch)]:>9.0f} {gp:>7}", flush=True)
     _ratios(saved, results, args)
 
@@ -260,13 +264,17 @@ def _ratios(saved, results, args):
                     if d["step_mb"] and pc["step_mb"]:
                         line += f" (step growth {pc['step_mb'] / d['step_mb']:.2f})"
                     line += f", {device} time {pc['seconds'] / d['seconds']:.2f}"
+                    if device == "cpu":
+                        line += f", CPU time {pc['cpu_seconds'] / d['cpu_seconds']:.2f}"
             print(line)
         for device in ("cpu", "cuda"):
             pc, gp = results.get((device, "pc-darts", b)), results.get((device, "pc-darts-gp", b))
             if pc and gp:
                 print(f"batch {b} {device}: GP overhead: projection {gp['gp_ms']:.2f} ms = "
                       f"{100 * gp['gp_ms'] / 1000 / pc['seconds']:.2g} % of a PC-DARTS step; "
-                      f"measured step time {100 * (gp['seconds'] / pc['seconds'] - 1):+.1f} % (run-to-run noise included)")
+                      f"measured step time {100 * (gp['seconds'] / pc['seconds'] - 1):+.1f} %"
+                      + (f", CPU time {100 * (gp['cpu_seconds'] / pc['cpu_seconds'] - 1):+.1f} %" if device == "cpu" else "")
+                      + " (run-to-run noise included)")
 
 
 if __name__ == "__main__":
