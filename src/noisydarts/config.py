@@ -70,7 +70,16 @@ DEFAULTS: dict = {
         "partial_channels": 1,       # K of PC-DARTS; 1 = all channels
     },
     "weights": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
-    "arch": {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3},
+    "arch": {
+        "lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3,
+        # gradient projection between the edges of a cell (noisydarts.gradients.projection)
+        "projection": {
+            "groups": "none",            # none | edge_in | edge_out
+            "order": "random",           # random (PCGrad) | short_to_long | long_to_short
+            "include_beta": False,       # project [g_alpha, g_beta] of an edge as one vector
+            "length": "through",         # edge length L: through (longest path through the edge) | downstream
+        },
+    },
     "estimator": {"name": "first_order"},
     "monitor": {                     # measurements during the search (callbacks, noisydarts.hessian)
         "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian every N epochs (0 = off)
@@ -84,6 +93,9 @@ DEFAULTS: dict = {
         "robustdarts": {"enabled": False, "window": 5, "delta": 4, "factor": 1.3, "start_epoch": 10},
         "dartsplus": {"enabled": False, "skips": 2},
     },
+    # the evaluation recipe of this search's architectures: `noisydarts train RUN` layers these
+    # over the space's recipe (null = the space's value)
+    "train": {"drop_path_prob": None},
     "plots": True,                   # plots/ and report.{md,html} at the end of a search
     "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
 }
@@ -96,6 +108,7 @@ NULLABLE: dict[str, type] = {
     "data.limit": int,
     "data.memory_budget_gb": float,
     "data.workers": int,
+    "train.drop_path_prob": float,
     "monitor.hessian_batch_size": int,
     "weights.grad_clip": float,
     "grad_clip": float,          # noisydarts train
@@ -380,6 +393,9 @@ def validate(cfg: dict) -> None:
            "early_stop.robustdarts: window and delta must be at least 1, start_epoch at least 0")
     _check(rd["factor"] > 0, f"early_stop.robustdarts.factor must be > 0, got {rd['factor']}")
     _check(dp["skips"] >= 1, f"early_stop.dartsplus.skips must be at least 1, got {dp['skips']}")
+    from .gradients import validate as validate_gradient_transforms
+
+    validate_gradient_transforms(cfg)
     sections = _named_sections()
     for section in sections:
         module = sections[section][cfg[section]["name"]]

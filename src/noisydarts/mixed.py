@@ -4,11 +4,15 @@ A mixed edge computes ``sum_k w_k * o_k(x)`` over its candidate operations (Eq. 
 NoisyDARTS). What varies between methods is kept out of the search loop and plugs in here:
 
 * **weights** come from a *weighting* (:data:`WEIGHTINGS`), which maps the architecture
-  parameters of one cell type to an effective ``[edges, ops]`` weight matrix: the DARTS softmax,
-  or PC-DARTS edge normalization, which multiplies each row by a per-edge weight (softmax of
-  ``beta`` over the edges entering the same node, Sec. 3.5 of the PC-DARTS gradient-projection
-  paper). A stochastic weighting (SI-VDNAS variational dropout on op and edge weights) fits the
-  same interface: it returns sampled weights in training mode.
+  parameters of one cell type to ``[edges, ops]`` op weights (``weighting(kind)``) and,
+  optionally, ``[edges]`` edge weights (``weighting.edge_weights(kind)``) that multiply an
+  edge's whole output. DARTS: softmax op weights, no edge weights. PC-DARTS edge normalization:
+  the edge weight is the softmax of ``beta`` over the edges entering the same node, and it
+  multiplies the whole mixed-edge output, the channels that bypass the ops included (PC-DARTS
+  ``model_search.py``; Sec. 3.5 of the PC-DARTS gradient-projection thesis). What derivation
+  ranks and the plots show is ``weighting.effective(kind)`` = op weight x edge weight. A
+  stochastic weighting (SI-VDNAS variational dropout on op and edge weights) fits the same
+  interface: it returns sampled weights in training mode.
 * **op transforms** act on one op's output: NoisyDARTS noise on ``skip_connect``.
 * **partial channels** (PC-DARTS): only ``1/K`` of the channels go through the ops, the rest
   bypass the edge, then channels are shuffled.
@@ -29,7 +33,12 @@ from .ops import POOLING_OPS, batch_norm, build_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Output channel ``j * groups + g`` is input channel ``g * (C / groups) + j`` (ShuffleNet;
+    PC-DARTS). A channels_last tensor stays channels_last (else every later op converts)."""
     b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1)
+        return nhwc.reshape(b, h, w, groups, c // groups).transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -57,8 +66,16 @@ class MixedEdge(nn.Module):
         self.transforms = [transforms.get(self.op_names[k]) for k in self.active]
         self.bypass_pool = nn.MaxPool2d(2, 2) if partial_channels > 1 and stride == 2 else None
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``weights``: this edge's row of the cell's weight matrix, one entry per op name."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``weights``: this edge's row of the cell's op weights, one entry per op name.
+        ``scale``: a weight of the whole edge (PC-DARTS edge normalization), or None.
+
+        The scale multiplies the edge's entire output, ``scale * shuffle(cat(sum_k w_k o_k(x_op),
+        bypass))``; it is applied as ``sum_k (scale w_k) o_k(x_op)`` and ``scale * bypass``, the
+        same numbers without another full-size product to keep for the backward pass (the
+        bypass is a slice of the input, which autograd keeps anyway)."""
+        if scale is not None:
+            weights = weights * scale
         if self.partial > 1:
             c_op = x.shape[1] // self.partial
             x, bypass = x[:, :c_op], x[:, c_op:]
@@ -72,45 +89,57 @@ class MixedEdge(nn.Module):
         if self.partial > 1:
             if self.bypass_pool is not None:
                 bypass = self.bypass_pool(bypass)
+            if scale is not None:
+                bypass = bypass * scale
             out = channel_shuffle(torch.cat([out, bypass], dim=1), self.partial)
         return out
 
 
-# --- weightings: architecture parameters -> effective [edges, ops] weights ---------------------
+# --- weightings: architecture parameters -> [edges, ops] op weights and [edges] edge weights ----
 
 class SoftmaxWeighting(nn.Module):
-    """DARTS: ``softmax(alpha)`` over the ops of each edge (Eq. 2 of DARTS)."""
+    """DARTS: ``softmax(alpha)`` over the ops of each edge (Eq. 2 of DARTS); no edge weights."""
 
     def __init__(self, arch: nn.ParameterDict, kinds, edge_targets):
         super().__init__()
         self.arch = [arch]  # a reference, not a submodule: the supernet owns the parameters
 
     def forward(self, kind: str) -> torch.Tensor:
+        """``[edges, ops]`` op weights of cell type ``kind``."""
         return torch.softmax(self.arch[0][f"alpha_{kind}"], dim=-1)
+
+    def edge_weights(self, kind: str) -> torch.Tensor | None:
+        """``[edges]`` weights that multiply each edge's whole output, or None (no edge weights)."""
+        return None
+
+    def effective(self, kind: str) -> torch.Tensor:
+        """``[edges, ops]`` op weight x edge weight: what derivation ranks and the plots show."""
+        w, e = self(kind), self.edge_weights(kind)
+        return w if e is None else w * e[:, None]
 
 
 class EdgeNormWeighting(SoftmaxWeighting):
-    """PC-DARTS edge normalization: each edge's op weights are scaled by ``softmax(beta)`` over
-    the edges that enter the same node; ``beta`` starts at zero (equal edges)."""
+    """PC-DARTS edge normalization (PC-DARTS Sec. 3.3; thesis Sec. 3.5): a node is
+    ``x_j = sum_i softmax_i(beta_ij) f_ij(x_i)``, the softmax over the edges that enter node j,
+    and it multiplies the whole output of edge ij, its bypass channels included. The op weights
+    stay ``softmax(alpha)``. ``beta`` starts at ``1e-3 * randn`` as in the PC-DARTS release."""
 
     def __init__(self, arch: nn.ParameterDict, kinds, edge_targets):
         super().__init__(arch, kinds, edge_targets)
-        targets = torch.as_tensor(list(edge_targets))
-        self.register_buffer("targets", targets, persistent=False)
-        self.num_nodes = int(targets.max()) + 1
+        targets = list(edge_targets)
+        self.register_buffer("targets", torch.as_tensor(targets), persistent=False)
+        self.num_nodes = max(targets) + 1  # from the list: no .item(), so it builds on the meta device too
         for kind in kinds:
-            arch[f"beta_{kind}"] = nn.Parameter(torch.zeros(len(targets)))
+            arch[f"beta_{kind}"] = nn.Parameter(1e-3 * torch.randn(len(targets)))
 
     def edge_weights(self, kind: str) -> torch.Tensor:
+        """``softmax(beta)`` within each group of edges that share a target node."""
         beta = self.arch[0][f"beta_{kind}"]
         # Softmax within groups of edges that share a target node, without a Python loop.
         shifted = beta - beta.detach().max()
         e = shifted.exp()
         denom = torch.zeros(self.num_nodes, dtype=e.dtype, device=e.device).index_add(0, self.targets, e)
         return e / denom[self.targets]
-
-    def forward(self, kind: str) -> torch.Tensor:
-        return super().forward(kind) * self.edge_weights(kind)[:, None]
 
 
 WEIGHTINGS = {"softmax": SoftmaxWeighting, "edge_norm": EdgeNormWeighting}

@@ -3,7 +3,8 @@
 Each step (Algorithm 1 of NoisyDARTS, in the order of the DARTS release):
 
 1. architecture step on a search-val batch: the configured estimator fills ``alpha.grad``,
-   then Adam updates alpha (skipped during ``warmup_epochs``);
+   the configured gradient transforms change it (none by default; see
+   :mod:`noisydarts.gradients`), then Adam updates alpha (skipped during ``warmup_epochs``);
 2. weight step on a search-train batch: SGD with momentum, cosine learning rate, gradient
    clipping.
 
@@ -39,6 +40,7 @@ from .callbacks import default_callbacks
 from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
 from .estimators import StepContext, build_estimator
+from .gradients import build_gradient_transform
 from .runs import CHECKPOINT, append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
 from .spaces import genotype_payload, get_space
 
@@ -155,6 +157,7 @@ class Searcher:
                                       weight_decay=a["weight_decay"])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg["epochs"], eta_min=w["lr_min"])
         self.estimator = build_estimator(cfg)
+        self.grad_transform = build_gradient_transform(cfg, self.model)
         self.start_epoch = 0
         self.preset: str | None = None   # for the start-of-run line only
         self.stopped: dict | None = None  # set when a callback stops the search (early stopping)
@@ -166,6 +169,7 @@ class Searcher:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
                 "estimator": getattr(self.estimator, "state_dict", dict)(), "stopped": self.stopped,
+                "grad_transform": self.grad_transform.state_dict(),
                 "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}}
 
     def load_state_dict(self, state: dict) -> None:
@@ -175,6 +179,7 @@ class Searcher:
         self.scheduler.load_state_dict(state["scheduler"])
         if hasattr(self.estimator, "load_state_dict"):
             self.estimator.load_state_dict(state.get("estimator", {}))
+        self.grad_transform.load_state_dict(state.get("grad_transform", {}))
         set_rng_state(state["rng"])
         self.start_epoch = state["epoch"]
         self.stopped = state.get("stopped")
@@ -220,6 +225,7 @@ class Searcher:
             self.a_opt.zero_grad(set_to_none=True)
             with amp:
                 self.estimator.step(model, train_batch, val_batch, ctx)
+            self.grad_transform(model)  # e.g. gradient projection between edges; nothing by default
             self.a_opt.step()
         x, y = train_batch
         self.w_opt.zero_grad(set_to_none=True)

@@ -40,13 +40,21 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def arch_weights(self) -> dict[str, torch.Tensor]:
-        """Effective ``[edges, ops]`` weights per cell type, deterministic (no sampling)."""
+        """Effective ``[edges, ops]`` weights per cell type (op weight x edge weight: what
+        derivation ranks), deterministic (no sampling)."""
         training = self.weighting.training
         self.weighting.eval()
         try:
-            return {kind: self.weighting(kind).detach().float().cpu() for kind in self.kinds}
+            return {kind: self.weighting.effective(kind).detach().float().cpu() for kind in self.kinds}
         finally:
             self.weighting.train(training)
+
+    def arch_edges(self) -> dict[str, list[tuple[int, int]]] | None:
+        """The cell graph behind the architecture parameters: per cell type, ``(target, source)``
+        of the edge each row of ``alpha_<kind>`` weights (node numbers of the space's cell).
+        None for a space whose rows are not edges of a cell (a layer-wise space); gradient
+        transforms that work on edges (:mod:`noisydarts.gradients`) reject such a space."""
+        return None
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, logits)`` of a search step; the weight step and every architecture-gradient

@@ -6,7 +6,11 @@ it on the test split after every epoch.
 
 The configuration is layered like the search's::
 
-    DEFAULTS  <-  the space's recipe for the family  <-  config (dict / YAML)  <-  --set KEY=VALUE
+    DEFAULTS  <-  the space's recipe for the family  <-  the search run's ``train`` section
+              <-  config (dict / YAML)  <-  --set KEY=VALUE
+
+(the ``train`` section: the evaluation settings a search preset carries for its architectures,
+e.g. PC-DARTS' drop-path 0.3; used when ``arch`` is that search's run directory).
 
 :data:`DEFAULTS` is the DARTS CIFAR protocol (600 epochs, batch 96, SGD lr 0.025 cosine to 0,
 momentum 0.9, wd 3e-4, grad clip 5, auxiliary loss weight 0.4, drop-path 0.2 increased linearly
@@ -41,6 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 
 from . import guard, runs
 from .config import _merge, dump, parse_overrides
@@ -90,13 +95,31 @@ class TrainResult:
     selected_on: str | None = None   # holdout | test: what best_acc (and best.pt) was selected on
 
 
+def search_recipe(arch) -> dict:
+    """The evaluation settings a search carries for its architectures: the non-null entries of
+    the ``train`` section of the search run's config.yaml when ``arch`` is a search run directory
+    (or its genotype.json), e.g. PC-DARTS' drop-path 0.3; else nothing."""
+    if not isinstance(arch, (str, Path)):
+        return {}
+    path = Path(arch)
+    run = path if path.is_dir() else path.parent if path.name == GENOTYPE_FILE else None
+    if run is None or not (run / "config.yaml").is_file():
+        return {}
+    try:
+        section = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("train")
+    except (yaml.YAMLError, AttributeError, OSError):
+        return {}
+    return {k: v for k, v in section.items() if v is not None} if isinstance(section, dict) else {}
+
+
 def resolve_config(config: dict | str | Path | None = None, overrides: list[str] | None = None, *,
-                   arch=None) -> dict:
-    """DEFAULTS <- the recipe of ``arch``'s space for the chosen family <- config (dict / YAML) <-
-    ``--set`` pairs. Without ``arch`` the DARTS space's recipe is used."""
+                   arch=None, search: dict | None = None) -> dict:
+    """DEFAULTS <- the recipe of ``arch``'s space for the chosen family <- ``search`` (the search
+    run's evaluation settings, :func:`search_recipe`) <- config (dict / YAML) <- ``--set`` pairs.
+    Without ``arch`` the DARTS space's recipe is used."""
     from .spaces import get_space
 
-    layers = []
+    layers = [("the search run's train section", search)] if search else []
     if isinstance(config, (str, Path)):
         from .config import load_yaml
 
@@ -342,7 +365,7 @@ def train(arch, config: dict | str | Path | None = None, *, overrides: list[str]
             return trainer.run(stop_after)
 
     genotype = resolve_genotype(arch)
-    cfg = resolve_config(config, overrides, arch=genotype)
+    cfg = resolve_config(config, overrides, arch=genotype, search=search_recipe(arch))
     run_dir, created = new_run_dir(out, "train")
     wrote, trainer = False, None
     try:

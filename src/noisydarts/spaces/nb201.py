@@ -117,7 +117,13 @@ class NB201Supernet(Supernet, _Skeleton):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.weighting("cell").unbind(0)
-        return self._run(x, lambda cell, h: _cell_forward(cell, h, lambda edge, s, k: edge(s, rows[k])))
+        edge_weights = self.weighting.edge_weights("cell")
+        scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
+        return self._run(x, lambda cell, h: _cell_forward(cell, h, lambda edge, s, k: edge(s, rows[k], scales[k])))
+
+    def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
+        """Node 0 is the cell input, node 3 its output."""
+        return {"cell": list(NB201_EDGES)}
 
     def genotype(self) -> NB201Arch:
         return derive(self.arch_weights()["cell"], self.op_names)

@@ -14,7 +14,9 @@ ops are searched and derivation keeps both edges. ``space.dropout`` (before the 
 bring the evaluation network's regularizers into search (Amended-DARTS' consistency options).
 
 Derivation (:func:`derive`) keeps, per node, the two incoming edges whose best non-``none`` op
-weight is largest, and on each edge that op.
+weight is largest, and on each edge that op. With PC-DARTS edge normalization the weight ranked
+is ``W = softmax(alpha) * softmax(beta)`` (the release's ``genotype()``; the weighting's
+``effective`` weights).
 """
 
 from __future__ import annotations
@@ -67,15 +69,18 @@ class SearchCell(nn.Module):
         # Only edges leaving the cell inputs stride in a reduction cell.
         self.edges = nn.ModuleList(make_edge(C, 2 if reduction and s < 2 else 1) for _, s in self.edge_list)
 
-    def forward(self, s0, s1, weights):
+    def forward(self, s0, s1, weights, edge_weights=None):
+        """``weights``: the ``[edges, ops]`` op weights; ``edge_weights``: ``[edges]`` weights of
+        whole edges (PC-DARTS edge normalization) or None."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         rows = weights.unbind(0)
+        scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
         node = None
         for k, (target, source) in enumerate(self.edge_list):
             if target == len(states) + 1:  # edges are ordered by target: the previous node is complete
                 states.append(node)
                 node = None
-            y = self.edges[k](states[source], rows[k])
+            y = self.edges[k](states[source], rows[k], scales[k])
             node = y if node is None else node + y
         states.append(node)
         return torch.cat(states[2:], dim=1)
@@ -131,17 +136,22 @@ class DartsSupernet(Supernet):
 
     def _forward(self, x: torch.Tensor):
         """``(logits, aux_logits or None)``; the auxiliary head runs only in training mode."""
-        weights = {kind: self.weighting(kind) for kind in self.kinds}
+        weights = {kind: (self.weighting(kind), self.weighting.edge_weights(kind)) for kind in self.kinds}
         s0 = s1 = self.stem(x)
         aux = None
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self._cell_weights(weights, i, cell))
+            s0, s1 = s1, cell(s0, s1, *self._cell_weights(weights, i, cell))
             if self.aux_head is not None and self.training and i == 2 * len(self.cells) // 3:
                 aux = self.aux_head(s1)
         return self.classifier(self.dropout(self.pool(s1).flatten(1))), aux
 
-    def _cell_weights(self, weights: dict, index: int, cell) -> torch.Tensor:
+    def _cell_weights(self, weights: dict, index: int, cell):
+        """The entry of ``weights`` (a dict by cell type) that cell ``index`` uses."""
         return weights["reduce" if cell.reduction else "normal"]
+
+    def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
+        """Every cell type has the same edges: nodes 0, 1 are the cell inputs c_{k-2}, c_{k-1}."""
+        return {kind: list(self.edge_list) for kind in self.kinds}
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor):
         logits, aux = self._forward(x)
