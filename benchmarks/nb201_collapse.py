@@ -1,12 +1,13 @@
 """Does DARTS collapse to skip connections in NAS-Bench-201, and does NoisyDARTS avoid it?
 
-A thin call of ``noisydarts compare`` (:func:`noisydarts.compare.compare`): the ``nb201-darts``
-and ``nb201-noisydarts`` presets on the same data and budget for each seed, in parallel
+A thin call of ``noisydarts compare`` (:func:`noisydarts.compare.compare`): the NB201 presets of
+every method (``nb201-darts``, ``nb201-noisydarts``, ``nb201-pc-darts``, ``nb201-pc-darts-gp``;
+``--methods`` picks some) on the same data and budget for each seed, in parallel
 processes, resumable (run the same command again), ending with the table of mean ± std over the
 seeds (NB201 test accuracies of the derived cell, skip counts, search time) and OUT/report.html.
 Equivalent to::
 
-    noisydarts compare nb201-darts nb201-noisydarts --seeds 0 1 2 --set epochs=20 --data DIR --out OUT
+    noisydarts compare nb201-darts nb201-noisydarts nb201-pc-darts nb201-pc-darts-gp --seeds 0 1 2 --set epochs=20 --data DIR --out OUT
 
 Example (the CPU budget of the README; the presets' own sizes are C=16, N=5, 50 epochs)::
 
@@ -22,7 +23,7 @@ import sys
 from noisydarts.compare import compare
 from noisydarts.errors import UserError
 
-METHODS = ["nb201-darts", "nb201-noisydarts"]
+METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-pc-darts", "nb201-pc-darts-gp"]
 
 
 def main(argv=None) -> int:
