@@ -78,15 +78,19 @@ def gaussian_kl(delta, lam, eta, gamma=1.0):
     ``= -1/2 log(eta gamma^2 delta) + eta gamma^2 / 2 * ((1 - lam)^2 + delta) - 1/2``.
     The extraction prints ``2 eta gamma^2``; ``eta gamma^2 / 2`` is the Gaussian KL and the only
     factor that gives Eq. 10 and 11."""
-    delta, lam, eta, gamma = map(torch.as_tensor, (delta, lam, eta, gamma))
+    delta, lam, eta, gamma = map(_tensor, (delta, lam, eta, gamma))
     g2 = gamma * gamma
     return -0.5 * torch.log(eta * g2 * delta) + 0.5 * eta * g2 * ((1 - lam) ** 2 + delta) - 0.5
 
 
 def optimal_eta(delta, lam, gamma=1.0):
     """Eq. 10: the prior precision that minimizes :func:`gaussian_kl`."""
-    delta, lam, gamma = map(torch.as_tensor, (delta, lam, gamma))
+    delta, lam, gamma = map(_tensor, (delta, lam, gamma))
     return 1.0 / (gamma * gamma * ((1 - lam) ** 2 + delta))
+
+
+def _tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
 def kl_term(log_variance: torch.Tensor, prior_scale: float) -> torch.Tensor:
