@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from ..errors import UserError
 from ..mixed import weighting_factory
 from ..noise import SkipNoise
+from ..supernet import Supernet
 from . import darts
 from .base import CellGraph, Space, parse_literal_call
 from .darts.genotype import _validate_cell
 from .darts.network import NETWORKS
-from ..supernet import Supernet
 from .darts.supernet import EDGES, DartsSupernet, _derive_cell
 
 EXAMPLE = "CellwiseGenotype(cells=[[(op, input), ...], ...], reductions=[False, ...], concat=[2, 3, 4, 5])"
