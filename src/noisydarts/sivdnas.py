@@ -159,9 +159,9 @@ class VariationalDropoutWeighting(Weighting):
         if derivation == "auto":
             derivation = "sample" if self.semi_implicit else "deterministic"
         self.derivation = derivation
-        self.derivations = (derivation, "deterministic") if derivation == "sample" else ("deterministic",)
-        if self.semi_implicit and derivation == "deterministic":
-            self.derivations = ("deterministic", "sample")
+        # Without the Bernoulli masks (H-, V-VDNAS) there is no sample to derive from.
+        self.derivations = ((derivation, *(d for d in DERIVATIONS if d != derivation)) if self.semi_implicit
+                            else ("deterministic",))
         self.steps, self.epoch, self.num_val = 0, 0, None
         if seed is None:  # reproducible from the global seed
             seed = int(torch.randint(0, 2**62, ()).item())
