@@ -66,8 +66,18 @@ DEFAULTS: dict = {
         "reduction_skips": True,     # noise on stride-2 skips (factorized reduce) too
     },
     "edge": {
-        "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS)
+        "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS) | si_vdnas (SI-VDNAS)
         "partial_channels": 1,       # K of PC-DARTS; 1 = all channels
+    },
+    "vdnas": {                       # edge.weighting: si_vdnas (noisydarts.sivdnas)
+        "variant": "si",             # si | h (H-VDNAS) | v (V-VDNAS)
+        "parametrization": "softmax",  # softmax | raw
+        "granularity": "sample",     # Gaussian noise per sample | per batch
+        "init_p": 0.1,               # initial dropout rate of ops and edges
+        "anneal": 0.95,              # (1 - lambda)^2 <- anneal * (1 - lambda)^2
+        "anneal_every": "epoch",     # epoch | step
+        "kl_weight": None,           # null: KL / (search-val examples)
+        "derivation": "auto",        # auto | sample | deterministic
     },
     "weights": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0},
     "arch": {
@@ -109,6 +119,7 @@ NULLABLE: dict[str, type] = {
     "data.memory_budget_gb": float,
     "data.workers": int,
     "train.drop_path_prob": float,
+    "vdnas.kl_weight": float,
     "monitor.hessian_batch_size": int,
     "weights.grad_clip": float,
     "grad_clip": float,          # noisydarts train
@@ -362,6 +373,8 @@ def validate(cfg: dict) -> None:
     from .mixed import WEIGHTINGS
 
     check_choice("edge.weighting", cfg["edge"]["weighting"], WEIGHTINGS)
+    if hasattr(WEIGHTINGS[cfg["edge"]["weighting"]], "validate"):
+        WEIGHTINGS[cfg["edge"]["weighting"]].validate(cfg)
     _check(cfg["edge"]["partial_channels"] >= 1, "edge.partial_channels must be >= 1 (1 = all channels)")
     w = cfg["weights"]
     _check(w["lr"] > 0 and w["lr_min"] >= 0, "weights.lr must be > 0 and weights.lr_min >= 0")

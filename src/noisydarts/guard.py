@@ -30,12 +30,13 @@ class Diverged(UserError):
 def nonfinite(values: Mapping[str, float], tensors: Mapping[str, Iterable] | None = None) -> list[str]:
     """The names of the ``values`` (numbers) and ``tensors`` (groups of tensors) that hold a NaN or
     an infinity. The tensor groups cost one device-to-host copy in all."""
+    import torch
+
     bad = [name for name, v in values.items() if v is not None and not math.isfinite(v)]
-    groups = {name: [t for t in ts if t.is_floating_point()] for name, ts in (tensors or {}).items()}
+    # Non-tensor entries (a module's extra state in a state_dict) have nothing to check.
+    groups = {name: [t for t in ts if torch.is_tensor(t) and t.is_floating_point()] for name, ts in (tensors or {}).items()}
     groups = {name: ts for name, ts in groups.items() if ts}
     if groups:
-        import torch
-
         # A sum is NaN or infinite when any element is (inf - inf = NaN): one number per tensor.
         flags = torch.stack([torch.stack([t.detach().float().sum() for t in ts]).sum().isfinite()
                              for ts in groups.values()])

@@ -11,8 +11,10 @@ NoisyDARTS). What varies between methods is kept out of the search loop and plug
   multiplies the whole mixed-edge output, the channels that bypass the ops included (PC-DARTS
   ``model_search.py``; Sec. 3.5 of the PC-DARTS gradient-projection thesis). What derivation
   ranks and the plots show is ``weighting.effective(kind)`` = op weight x edge weight. A
-  stochastic weighting (SI-VDNAS variational dropout on op and edge weights) fits the same
-  interface: it returns sampled weights in training mode.
+  stochastic weighting (SI-VDNAS variational dropout on op and edge weights,
+  :mod:`noisydarts.sivdnas`) fits the same interface: in training mode it returns per-sample
+  weights ``[edges, ops, B, 1, 1, 1]``, whose rows broadcast against the ops' ``[B, C, H, W]``
+  outputs in :class:`MixedEdge` unchanged (see :class:`Weighting` for the whole contract).
 * **op transforms** act on one op's output: NoisyDARTS noise on ``skip_connect``.
 * **partial channels** (PC-DARTS): only ``1/K`` of the channels go through the ops, the rest
   bypass the edge, then channels are shuffled.
@@ -97,16 +99,36 @@ class MixedEdge(nn.Module):
 
 # --- weightings: architecture parameters -> [edges, ops] op weights and [edges] edge weights ----
 
-class SoftmaxWeighting(nn.Module):
-    """DARTS: ``softmax(alpha)`` over the ops of each edge (Eq. 2 of DARTS); no edge weights."""
+class Weighting(nn.Module):
+    """The contract between a supernet and a weighting; the defaults are those of a deterministic
+    weighting (the DARTS softmax), so a weighting overrides only what it changes.
 
-    def __init__(self, arch: nn.ParameterDict, kinds, edge_targets):
-        super().__init__()
-        self.arch = [arch]  # a reference, not a submodule: the supernet owns the parameters
+    ``forward(kind)`` returns the ``[edges, ops]`` weights of cell type ``kind``. A weighting with
+    ``per_sample = True`` is called as ``forward(kind, batch_size)`` and may return
+    ``[edges, ops, B, 1, 1, 1]`` in training mode (one weight per sample: Gaussian dropout noise);
+    in eval mode every weighting returns ``[edges, ops]``. The supernet calls the hooks below
+    through its own methods of the same purpose (:class:`noisydarts.supernet.Supernet`), so the
+    search loop never asks which weighting it has.
+    """
 
-    def forward(self, kind: str) -> torch.Tensor:
-        """``[edges, ops]`` op weights of cell type ``kind``."""
-        return torch.softmax(self.arch[0][f"alpha_{kind}"], dim=-1)
+    per_sample: bool = False
+    #: names in ``arch`` the architecture optimizer must not weight-decay (e.g. log-variances)
+    no_weight_decay: tuple[str, ...] = ()
+    #: derivations this weighting offers (:meth:`keep_masks`); the first is the default
+    derivations: tuple[str, ...] = ()
+
+    def begin_step(self) -> None:
+        """Called once per search iteration, before its architecture and weight steps."""
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Per-epoch schedules."""
+
+    def set_search_data(self, num_train: int, num_val: int) -> None:
+        """Sizes of the search-train and search-val sets (for terms normalized per example)."""
+
+    def regularizer(self) -> torch.Tensor | None:
+        """A term of the architecture parameters alone added to the architecture loss, or None."""
+        return None
 
     def edge_weights(self, kind: str) -> torch.Tensor | None:
         """``[edges]`` weights that multiply each edge's whole output, or None (no edge weights)."""
@@ -116,6 +138,32 @@ class SoftmaxWeighting(nn.Module):
         """``[edges, ops]`` op weight x edge weight: what derivation ranks and the plots show."""
         w, e = self(kind), self.edge_weights(kind)
         return w if e is None else w * e[:, None]
+
+    def selection_scores(self, kind: str) -> torch.Tensor:
+        """``[edges, ops]`` scores a per-edge argmax derivation ranks ops by (eval mode)."""
+        return self.effective(kind)
+
+    def keep_masks(self, kind: str, derivation: str | None = None, never=()) -> torch.Tensor | None:
+        """A bool ``[edges, ops]`` keep mask, when the weighting selects the architecture itself
+        (any number of ops per edge and edges per node); None: the space's own derivation.
+        Ops at the indices in ``never`` (``none``) are never kept."""
+        return None
+
+    def metrics(self) -> dict:
+        """Numbers about the weighting's state worth logging every epoch (JSON)."""
+        return {}
+
+
+class SoftmaxWeighting(Weighting):
+    """DARTS: ``softmax(alpha)`` over the ops of each edge (Eq. 2 of DARTS); no edge weights."""
+
+    def __init__(self, arch: nn.ParameterDict, kinds, edge_targets):
+        super().__init__()
+        self.arch = [arch]  # a reference, not a submodule: the supernet owns the parameters
+
+    def forward(self, kind: str) -> torch.Tensor:
+        """``[edges, ops]`` op weights of cell type ``kind``."""
+        return torch.softmax(self.arch[0][f"alpha_{kind}"], dim=-1)
 
 
 class EdgeNormWeighting(SoftmaxWeighting):
@@ -143,3 +191,21 @@ class EdgeNormWeighting(SoftmaxWeighting):
 
 
 WEIGHTINGS = {"softmax": SoftmaxWeighting, "edge_norm": EdgeNormWeighting}
+
+
+def weighting_factory(cfg: dict):
+    """What a supernet calls as ``factory(arch, kinds, edge_targets)`` to build the weighting a
+    resolved search config names (``edge.weighting``), with its options bound."""
+    cls = WEIGHTINGS[cfg["edge"]["weighting"]]
+    return cls.from_config(cfg) if hasattr(cls, "from_config") else cls
+
+
+def build_weighting(weighting, arch: nn.ParameterDict, kinds, edge_targets) -> Weighting:
+    """``weighting``: a name in :data:`WEIGHTINGS` or a factory (:func:`weighting_factory`)."""
+    factory = WEIGHTINGS[weighting] if isinstance(weighting, str) else weighting
+    return factory(arch, kinds, edge_targets)
+
+
+# SI-VDNAS lives in its own module, which registers itself in WEIGHTINGS (imported last: it
+# subclasses Weighting; the plain-module form keeps either import order working).
+from . import sivdnas as _sivdnas  # noqa: E402,F401

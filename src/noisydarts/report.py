@@ -82,7 +82,8 @@ def summary(data: RunData) -> dict[str, str]:
         "edge weighting": str(cfg.get("edge", {}).get("weighting", "")),
         "seed": _fmt(cfg.get("seed")),
     }
-    for key in ("train_acc", "val_acc", "val_loss", "skip_normal", "skip_reduce", "skip_count", *NB201_ACCURACIES):
+    for key in ("train_acc", "val_acc", "val_loss", "skip_normal", "skip_reduce", "skip_count", "ops_normal", "ops_reduce",
+                *NB201_ACCURACIES):
         if key in last:
             rows[f"final {key}"] = _fmt(last[key])
     eigs = [r["hessian_eig"] for r in data.records if "hessian_eig" in r]

@@ -148,12 +148,13 @@ class Searcher:
 
         self.space = get_space(cfg)
         self.model = self.space.build_supernet(cfg, len(dataset.classes), dataset.channels).to(self.device)
+        self.model.set_search_data(len(train_idx), len(val_idx))
         if cfg["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         w, a = cfg["weights"], cfg["arch"]
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), w["lr"], momentum=w["momentum"],
                                      weight_decay=w["weight_decay"])
-        self.a_opt = torch.optim.Adam(self.model.arch_parameters(), a["lr"], betas=tuple(a["betas"]),
+        self.a_opt = torch.optim.Adam(self.model.arch_param_groups(), a["lr"], betas=tuple(a["betas"]),
                                       weight_decay=a["weight_decay"])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg["epochs"], eta_min=w["lr_min"])
         self.estimator = build_estimator(cfg)
@@ -221,6 +222,7 @@ class Searcher:
         """One bilevel step: an architecture step on ``val_batch`` (None: alpha stays frozen),
         then a weight step on ``train_batch``. Returns the weight step's loss and logits."""
         model = self.model
+        model.begin_step()  # per-iteration state shared by both steps (SI-VDNAS' masks)
         if val_batch is not None:
             self.a_opt.zero_grad(set_to_none=True)
             with amp:
@@ -257,7 +259,7 @@ class Searcher:
         alpha = {k: [[round(float(v), 6) for v in row] for row in w.tolist()]
                  for k, w in self.model.arch_weights().items()}
         return {"epoch": epoch + 1, **train, **val, "epoch_time": round(seconds, 3), "alpha": alpha,
-                "genotype": str(genotype), **self.space.genotype_metrics(genotype)}
+                "genotype": str(genotype), **self.space.genotype_metrics(genotype), **self.model.epoch_metrics()}
 
     def check_finite(self, epoch: int, logged: dict) -> None:
         """The divergence guard (:mod:`noisydarts.guard`): before anything of the epoch is written."""

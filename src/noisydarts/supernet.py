@@ -3,6 +3,12 @@
 Architecture parameters live in ``self.arch`` (an ``nn.ParameterDict``), so their names start
 with ``arch.``: that is how they are told apart from the network weights, and it keeps
 ``.to()``, ``state_dict()``, optimizers and DDP working without special cases.
+
+The weighting (``self.weighting``, see :class:`noisydarts.mixed.Weighting`) is reached through
+the methods below, which the search loop and the estimators call whatever the method: per
+iteration (:meth:`Supernet.begin_step`), per epoch (:meth:`Supernet.set_epoch`), the weights of
+one forward (:meth:`Supernet.mixing_weights`), a regularizer of the architecture loss
+(:meth:`Supernet.arch_regularizer`), optimizer groups, logged numbers and what derivations rank by.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .mixed import Weighting
+
 ARCH_PREFIX = "arch."
+_NO_WEIGHTING = Weighting()  # the hooks' defaults, for a supernet that mixes without a weighting
 
 
 def is_arch_parameter(name: str) -> bool:
@@ -33,21 +42,74 @@ class Supernet(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not is_arch_parameter(n)]
 
+    def arch_param_groups(self) -> list[dict]:
+        """The architecture optimizer's parameter groups: one, plus a group without weight decay
+        for the parameters the weighting exempts (SI-VDNAS' log-variances)."""
+        exempt = {id(self.arch[name]) for name in self._hooks.no_weight_decay}
+        params = self.arch_parameters()
+        groups = [{"params": [p for p in params if id(p) not in exempt]}]
+        if exempt:
+            groups.append({"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0})
+        return [g for g in groups if g["params"]]
+
+    # --- the weighting's hooks ---
+    @property
+    def _hooks(self) -> Weighting:
+        weighting = getattr(self, "weighting", None)
+        return _NO_WEIGHTING if weighting is None else weighting
+
     def set_epoch(self, epoch: int, epochs: int) -> None:
-        """Per-epoch schedules of the pluggable parts (the noise decay)."""
+        """Per-epoch schedules of the pluggable parts (the noise decay, SI-VDNAS' annealing)."""
         if self.noise is not None:
             self.noise.set_epoch(epoch, epochs)
+        self._hooks.set_epoch(epoch, epochs)
 
-    @torch.no_grad()
-    def arch_weights(self) -> dict[str, torch.Tensor]:
-        """Effective ``[edges, ops]`` weights per cell type (op weight x edge weight: what
-        derivation ranks), deterministic (no sampling)."""
+    def begin_step(self) -> None:
+        """Called once per search iteration, before its architecture and weight steps (SI-VDNAS
+        samples the Bernoulli masks that both steps share)."""
+        self._hooks.begin_step()
+
+    def set_search_data(self, num_train: int, num_val: int) -> None:
+        """The search-train and search-val set sizes (SI-VDNAS divides its KL by ``num_val``)."""
+        self._hooks.set_search_data(num_train, num_val)
+
+    def arch_regularizer(self) -> torch.Tensor | None:
+        """A term of the architecture parameters alone that the architecture loss adds (the
+        estimators add it to ``L_val``; the weight step never: it has no weight in it), or None."""
+        return self._hooks.regularizer()
+
+    def mixing_weights(self, batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per cell type, ``(op weights, edge weights)`` for a forward on ``batch_size`` samples.
+        Op weights are ``[edges, ops]``, or ``[edges, ops, B, 1, 1, 1]`` from a per-sample
+        weighting in training mode (rows broadcast against the ``[B, C, H, W]`` op outputs);
+        edge weights are ``[edges]`` (PC-DARTS edge normalization) or None."""
+        out = {}
+        for kind in self.kinds:
+            w = self.weighting(kind, batch_size) if self.weighting.per_sample else self.weighting(kind)
+            if w.dim() > 2 and torch.is_autocast_enabled(w.device.type):
+                # A [B, 1, 1, 1] float32 factor would promote bf16 op outputs to float32.
+                w = w.to(torch.get_autocast_dtype(w.device.type))
+            out[kind] = (w, self.weighting.edge_weights(kind))
+        return out
+
+    def epoch_metrics(self) -> dict:
+        """Numbers about the architecture state logged every epoch besides α (the weighting's)."""
+        return self._hooks.metrics()
+
+    # --- deterministic views of the architecture ---
+    def _eval_weighting(self, fn) -> dict[str, torch.Tensor]:
         training = self.weighting.training
         self.weighting.eval()
         try:
-            return {kind: self.weighting.effective(kind).detach().float().cpu() for kind in self.kinds}
+            with torch.no_grad():
+                return {kind: fn(kind).detach().float().cpu() for kind in self.kinds}
         finally:
             self.weighting.train(training)
+
+    def arch_weights(self) -> dict[str, torch.Tensor]:
+        """Effective ``[edges, ops]`` weights per cell type (op weight x edge weight: what
+        derivation ranks), deterministic (no sampling)."""
+        return self._eval_weighting(self.weighting.effective)
 
     def arch_edges(self) -> dict[str, list[tuple[int, int]]] | None:
         """The cell graph behind the architecture parameters: per cell type, ``(target, source)``
@@ -55,6 +117,19 @@ class Supernet(nn.Module):
         None for a space whose rows are not edges of a cell (a layer-wise space); gradient
         transforms that work on edges (:mod:`noisydarts.gradients`) reject such a space."""
         return None
+
+    def selection_scores(self) -> dict[str, torch.Tensor]:
+        """Per cell type, the ``[edges, ops]`` scores a per-edge argmax derivation ranks ops by:
+        the effective weights (DARTS), or what the weighting says (SI-VDNAS: keep probabilities)."""
+        return self._eval_weighting(self.weighting.selection_scores)
+
+    @torch.no_grad()
+    def keep_masks(self, derivation: str | None = None) -> dict[str, torch.Tensor] | None:
+        """Per cell type, the bool ``[edges, ops]`` mask of what a derived cell keeps when the
+        weighting selects the architecture itself (SI-VDNAS), else None (``none`` never kept)."""
+        never = [k for k, name in enumerate(getattr(self, "op_names", ())) if name == "none"]
+        masks = {kind: self.weighting.keep_masks(kind, derivation, never) for kind in self.kinds}
+        return None if any(m is None for m in masks.values()) else masks
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, logits)`` of a search step; the weight step and every architecture-gradient
@@ -65,3 +140,4 @@ class Supernet(nn.Module):
     def genotype(self):
         """Derive the discrete genotype from the current architecture parameters (each space's)."""
         raise NotImplementedError
+

@@ -44,7 +44,7 @@ class Amended(Estimator):
     def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
         alphas, weights = model.arch_parameters(), model.weight_parameters()
         x, y = val_batch
-        loss_val = ctx.loss_fn(model, x, y)
+        loss_val = ctx.arch_loss(model, x, y)
         if self.eta == 0:  # exactly first order, at first-order cost
             set_grads(alphas, torch.autograd.grad(loss_val, alphas, allow_unused=True))
             return loss_val.detach()

@@ -17,6 +17,16 @@ class StepContext:
     weight_optimizer: torch.optim.Optimizer
     weight_lr: float
 
+    def arch_loss(self, model, x, y) -> torch.Tensor:
+        """The architecture objective on a val batch: ``loss_fn`` plus the supernet's
+        ``arch_regularizer()`` (a term of alpha alone, e.g. the SI-VDNAS KL; None for DARTS).
+        Estimators use it for ``L_val`` and ``loss_fn`` for ``L_train``: a term without the
+        weights has no ``grad2_{alpha,w}``, so only the val side needs it, and the weight step
+        never sees it."""
+        loss = self.loss_fn(model, x, y)
+        regularizer = model.arch_regularizer() if hasattr(model, "arch_regularizer") else None
+        return loss if regularizer is None else loss + regularizer
+
 
 class Estimator:
     def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:

@@ -13,7 +13,7 @@ DEFAULTS: dict = {}
 class FirstOrder(Estimator):
     def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
         x, y = val_batch
-        loss = ctx.loss_fn(model, x, y)
+        loss = ctx.arch_loss(model, x, y)
         params = model.arch_parameters()
         # Differentiate w.r.t. alpha only: autograd then skips the weight-gradient kernels
         # of every conv, which a plain loss.backward() would compute and throw away.

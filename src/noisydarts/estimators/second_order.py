@@ -59,7 +59,7 @@ class SecondOrder(Estimator):
         if not self.exact:  # leaves of their own: grad_w' L_val is wanted at w'
             unrolled = {n: t.requires_grad_() for n, t in unrolled.items()}
 
-        loss_val = loss_at(model, ctx.loss_fn, val_batch, unrolled, seed=val_seed)
+        loss_val = loss_at(model, ctx.arch_loss, val_batch, unrolled, seed=val_seed)
         if self.exact:
             # w' depends on alpha through grad_w L_train (built with create_graph): the total
             # derivative is grad_alpha L_val(w', a) - xi * grad2_{a,w} L_train . grad_w' L_val.

@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..mixed import weighting_factory
 from ..noise import SkipNoise
+from ..supernet import Supernet
 from . import darts
 from ..literals import edge_list, int_list, parse_call
 from .base import CellGraph, Space
@@ -100,6 +102,10 @@ class DeepSupernet(DartsSupernet):
     def _cell_weights(self, weights: dict, index: int, cell):
         return weights[f"cell{index}"]
 
+    def epoch_metrics(self) -> dict:
+        # S2's derivation is always its own (two edges per node), so there is no other genotype to log.
+        return Supernet.epoch_metrics(self)
+
     def genotype(self) -> CellwiseGenotype:
         w = self.arch_weights()
         cells = [_derive_cell(w[kind], self.op_names, self.edge_list) for kind in self.kinds]
@@ -112,7 +118,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DeepSupernet:
     return DeepSupernet(num_classes, space["channels"], space["layers"], nodes=space["nodes"],
                         stem_multiplier=space["stem_multiplier"], ops=space["ops"],
                         noise=SkipNoise.from_config(cfg["noise"]), noise_on_reduction=cfg["noise"]["reduction_skips"],
-                        weighting=edge["weighting"], partial_channels=edge["partial_channels"],
+                        weighting=weighting_factory(cfg), partial_channels=edge["partial_channels"],
                         edges=EDGES[space["edges"]](space["nodes"]), in_channels=in_channels,
                         dropout=space["dropout"], aux_weight=space["aux_weight"])
 

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from .. import nb201 as bench
 from ..errors import UserError
-from ..mixed import WEIGHTINGS, MixedEdge
+from ..mixed import MixedEdge, build_weighting, weighting_factory
 from ..nb201 import NB201_EDGES, NB201_OPS, NB201Arch
 from ..noise import SkipNoise
 from ..ops import ReLUConvBN, build_op, check_op_list
@@ -104,7 +104,7 @@ class NB201Supernet(Supernet, _Skeleton):
         self.op_names = list(ops)
         self.noise = noise
         self.arch["alpha_cell"] = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(self.op_names)))
-        self.weighting = WEIGHTINGS[weighting](self.arch, self.kinds, [t for t, _ in NB201_EDGES])
+        self.weighting = build_weighting(weighting, self.arch, self.kinds, [t for t, _ in NB201_EDGES])
 
         def make_cell(C):
             return nn.ModuleList(
@@ -116,8 +116,8 @@ class NB201Supernet(Supernet, _Skeleton):
         self._build(num_classes, channels, cells_per_stage, in_channels, make_cell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.weighting("cell").unbind(0)
-        edge_weights = self.weighting.edge_weights("cell")
+        op_weights, edge_weights = self.mixing_weights(x.shape[0])["cell"]
+        rows = op_weights.unbind(0)
         scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
         return self._run(x, lambda cell, h: _cell_forward(cell, h, lambda edge, s, k: edge(s, rows[k], scales[k])))
 
@@ -126,7 +126,8 @@ class NB201Supernet(Supernet, _Skeleton):
         return {"cell": list(NB201_EDGES)}
 
     def genotype(self) -> NB201Arch:
-        return derive(self.arch_weights()["cell"], self.op_names)
+        # The weighting's scores: the effective weights (DARTS), SI-VDNAS' keep probabilities.
+        return derive(self.selection_scores()["cell"], self.op_names)
 
 
 class NB201Network(_Skeleton):
@@ -161,7 +162,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> NB201Supernet:
     """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
     space, edge = cfg["space"], cfg["edge"]
     return NB201Supernet(num_classes, space["channels"], space["cells_per_stage"], space["ops"],
-                         noise=SkipNoise.from_config(cfg["noise"]), weighting=edge["weighting"],
+                         noise=SkipNoise.from_config(cfg["noise"]), weighting=weighting_factory(cfg),
                          partial_channels=edge["partial_channels"], in_channels=in_channels)
 
 

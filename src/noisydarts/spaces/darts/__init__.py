@@ -1,7 +1,8 @@
 """The DARTS cell space (Liu et al., 2019), as searched by NoisyDARTS, PC-DARTS and Amended-DARTS S1.
 
 * :mod:`.supernet`: the search cells, the supernet and the derivation (``space.*`` keys);
-* :mod:`.genotype`: :class:`Genotype`, its text and JSON forms;
+* :mod:`.genotype`: :class:`Genotype`, its text and JSON forms, and :class:`VariableGenotype`
+  (any number of ``(op, input)`` pairs per node: SI-VDNAS' variable operations and edges);
 * :mod:`.network`: the evaluation networks (CIFAR: C=36, 20 cells; ImageNet mobile setting:
   C=48, 14 cells) with DARTS' auxiliary heads and drop-path.
 
@@ -17,13 +18,14 @@ import re
 from ...errors import UserError
 from ..base import CellGraph, Space
 from . import supernet
-from .genotype import Genotype
+from .genotype import Genotype, VariableGenotype
 from .network import NETWORKS, Cell, NetworkCIFAR, NetworkImageNet, drop_path
-from .supernet import EDGES, DartsSupernet, SearchCell, dense_edges, derive, fixed_edges
+from .supernet import EDGES, DartsSupernet, SearchCell, dense_edges, derive, derive_variable, fixed_edges
 
 C_PREV_PREV, C_PREV, C_OUT = "c\u2096\u208b\u2082", "c\u2096\u208b\u2081", "c\u2096"
 
 _GENOTYPE_TEXT = re.compile(r"^\s*([A-Za-z_]\w*\.)*Genotype\s*\(")
+_VARIABLE_TEXT = re.compile(r"^\s*([A-Za-z_]\w*\.)*VariableGenotype\s*\(")
 
 
 def node_name(j: int) -> str:
@@ -47,7 +49,7 @@ class DartsSpace(Space):
     name = "darts"
     description = "the DARTS cell space: normal and reduction cells, 14 mixed edges (or S1's 8 fixed ones)"
     DEFAULTS = supernet.DEFAULTS
-    genotype_types = (Genotype,)
+    genotype_types = (Genotype, VariableGenotype)
     families = ("cifar", "imagenet")
     TINY = {"space": {"channels": 4, "layers": 3, "nodes": 2}, "network": {"channels": 4, "layers": 3}}
 
@@ -59,17 +61,27 @@ class DartsSpace(Space):
         return supernet.build(cfg, num_classes, in_channels)
 
     def genotype_metrics(self, genotype) -> dict:
-        return {"skip_normal": genotype.count("skip_connect", "normal"),
-                "skip_reduce": genotype.count("skip_connect", "reduce")}
+        out = {"skip_normal": genotype.count("skip_connect", "normal"),
+               "skip_reduce": genotype.count("skip_connect", "reduce")}
+        if isinstance(genotype, VariableGenotype):  # how many (op, input) pairs each cell kept
+            out.update(ops_normal=len(genotype.cell("normal")), ops_reduce=len(genotype.cell("reduce")))
+        return out
 
     # --- genotypes ---
     def parse(self, text: str):
+        if _VARIABLE_TEXT.match(text):
+            return VariableGenotype.parse(text)
         return Genotype.parse(text) if _GENOTYPE_TEXT.match(text) else None
 
     def to_json(self, genotype):
         return genotype.to_dict()
 
     def from_json(self, data, type_name: str | None = None):
+        if type_name == VariableGenotype.__name__ or (type_name is None and _nested_nodes(data)):
+            return VariableGenotype.from_dict(data)
+        if type_name not in (None, Genotype.__name__):
+            raise UserError(f"unknown genotype type {type_name!r} for the darts space: "
+                            f"{Genotype.__name__} or {VariableGenotype.__name__}")
         return Genotype.from_dict(data)
 
     # --- evaluation network ---
@@ -111,11 +123,21 @@ class DartsSpace(Space):
         for kind in ("normal", "reduce"):
             skips = genotype.count("skip_connect", kind)
             title = f"{kind} cell ({skips} skip connection{'s' * (skips != 1)})"
+            if isinstance(genotype, VariableGenotype):  # several ops on one edge are fanned out
+                title = f"{kind} cell ({len(genotype.cell(kind))} ops, {skips} skip connection{'s' * (skips != 1)})"
             graphs.append(cell_graph(title, genotype.nodes_of(kind), getattr(genotype, kind + "_concat")))
         return graphs
+
+
+def _nested_nodes(data) -> bool:
+    """True for the JSON form of a :class:`VariableGenotype` (nodes are lists of pairs)."""
+    normal = data.get("normal") if isinstance(data, dict) else None
+    return bool(normal) and isinstance(normal[0], (list, tuple)) and bool(normal[0]) \
+        and isinstance(normal[0][0], (list, tuple))
 
 
 SPACE = DartsSpace()
 
 __all__ = ["SPACE", "Cell", "DartsSpace", "DartsSupernet", "Genotype", "NetworkCIFAR", "NetworkImageNet",
-           "SearchCell", "cell_graph", "dense_edges", "derive", "drop_path", "fixed_edges", "node_name"]
+           "SearchCell", "VariableGenotype", "cell_graph", "dense_edges", "derive", "derive_variable", "drop_path",
+           "fixed_edges", "node_name"]

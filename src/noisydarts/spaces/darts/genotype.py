@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ...literals import genotype_fields, parse_call
+from ...literals import edge_list, genotype_fields, int_list, parse_call
 from ...ops import OPS
 
 Edge = tuple[str, int]
@@ -116,3 +116,100 @@ def _validate_cell(cell: str, edges: tuple[Edge, ...], concat: tuple[int, ...]) 
     for i in concat:
         if not 0 <= i < nodes + 2:
             raise UserError(f"{cell}_concat names node {i}: nodes are 0..{nodes + 1}")
+
+
+# --- variable topology (SI-VDNAS) ------------------------------------------------------------------
+
+VARIABLE_EXAMPLE = ("VariableGenotype(normal=[[(op, input), ...], ...], normal_concat=[...], "
+                    "reduce=[[(op, input), ...], ...], reduce_concat=[...])")
+
+
+@dataclass(frozen=True)
+class VariableGenotype:
+    """A DARTS-space genotype with any number of ``(op, input)`` pairs per intermediate node:
+    several ops on one edge and any number of incoming edges (SI-VDNAS, "variable operations and
+    edges"). ``normal[i]`` lists node ``i``'s pairs; the evaluation cell sums all of them. Text
+    form (the JSON form has the same keys)::
+
+        VariableGenotype(normal=[[('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1)], ...],
+                         normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])
+    """
+
+    normal: tuple[tuple[Edge, ...], ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[tuple[Edge, ...], ...]
+    reduce_concat: tuple[int, ...]
+
+    def __post_init__(self):
+        for cell in ("normal", "reduce"):
+            value = getattr(self, cell)
+            if not isinstance(value, (list, tuple)):
+                raise UserError(f"genotype field {cell!r} must list, per node, its (op, input) pairs: {VARIABLE_EXAMPLE}")
+            # the same type checks as every genotype (no silent int(0.5) or str(3))
+            nodes = tuple(edge_list(node, f"{cell}[{i}]") for i, node in enumerate(value))
+            concat = int_list(getattr(self, cell + "_concat"), cell + "_concat")
+            object.__setattr__(self, cell, nodes)
+            object.__setattr__(self, cell + "_concat", concat)
+            _validate_variable_cell(cell, nodes, concat)
+        if len(self.normal) != len(self.reduce):
+            raise UserError(f"the normal cell has {len(self.normal)} nodes and the reduction cell "
+                            f"{len(self.reduce)}: both cells of a genotype have the same number")
+
+    @property
+    def nodes(self) -> int:
+        return len(self.normal)
+
+    def cell(self, kind: str) -> tuple[Edge, ...]:
+        """All ``(op, input)`` pairs of the ``normal`` or ``reduce`` cell, node by node."""
+        return tuple(pair for node in getattr(self, "normal" if kind == "normal" else "reduce") for pair in node)
+
+    def count(self, op: str, cell: str = "normal") -> int:
+        return sum(1 for name, _ in self.cell(cell) if name == op)
+
+    def nodes_of(self, kind: str) -> list[list[Edge]]:
+        return [list(node) for node in getattr(self, "normal" if kind == "normal" else "reduce")]
+
+    cell_genes = Genotype.cell_genes
+
+    def to_dict(self) -> dict:
+        return {"normal": [[list(e) for e in node] for node in self.normal], "normal_concat": list(self.normal_concat),
+                "reduce": [[list(e) for e in node] for node in self.reduce], "reduce_concat": list(self.reduce_concat)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VariableGenotype":
+        if not isinstance(d, dict) or set(d) != set(_FIELDS):
+            raise UserError(f"a variable genotype needs exactly the keys {', '.join(_FIELDS)}: {VARIABLE_EXAMPLE}")
+        if not all(isinstance(d[k], (list, tuple)) and all(isinstance(n, (list, tuple)) for n in d[k])
+                   for k in ("normal", "reduce")):
+            raise UserError(f"a variable genotype lists, per node, a list of (op, input) pairs: {VARIABLE_EXAMPLE}")
+        return cls(d["normal"], d["normal_concat"], d["reduce"], d["reduce_concat"])
+
+    @classmethod
+    def parse(cls, text: str) -> "VariableGenotype":
+        return cls.from_dict(parse_call(text, "VariableGenotype", VARIABLE_EXAMPLE, _FIELDS))
+
+    def __str__(self) -> str:
+        def nodes(ns):
+            return "[" + ", ".join("[" + ", ".join(f"({op!r}, {j})" for op, j in node) + "]" for node in ns) + "]"
+
+        return (f"VariableGenotype(normal={nodes(self.normal)}, normal_concat={list(self.normal_concat)}, "
+                f"reduce={nodes(self.reduce)}, reduce_concat={list(self.reduce_concat)})")
+
+
+def _validate_variable_cell(cell: str, nodes, concat) -> None:
+    if not nodes:
+        raise UserError(f"the {cell} cell has no nodes: {VARIABLE_EXAMPLE}")
+    for i, node in enumerate(nodes):
+        if not node:
+            raise UserError(f"node {i + 2} of the {cell} cell has no (op, input) pair: every node needs an input")
+        if len(set(node)) != len(node):
+            raise UserError(f"node {i + 2} of the {cell} cell lists the same (op, input) pair twice")
+        for op, j in node:
+            if op not in OPS or op == "none":
+                raise UserError(f"unknown operation {op!r} in the {cell} cell: choose from "
+                                f"{', '.join(sorted(set(OPS) - {'none'}))}")
+            if not 0 <= j < i + 2:
+                raise UserError(f"node {i + 2} of the {cell} cell takes input {j}: inputs must be 0..{i + 1}")
+    for i in concat:
+        if not 0 <= i < len(nodes) + 2:
+            raise UserError(f"{cell}_concat names node {i}: nodes are 0..{len(nodes) + 1}")

@@ -16,7 +16,9 @@ bring the evaluation network's regularizers into search (Amended-DARTS' consiste
 Derivation (:func:`derive`) keeps, per node, the two incoming edges whose best non-``none`` op
 weight is largest, and on each edge that op. With PC-DARTS edge normalization the weight ranked
 is ``W = softmax(alpha) * softmax(beta)`` (the release's ``genotype()``; the weighting's
-``effective`` weights).
+``effective`` weights). A weighting that selects the architecture itself (SI-VDNAS:
+:meth:`noisydarts.mixed.Weighting.keep_masks`) gives a :class:`VariableGenotype` instead
+(:func:`derive_variable`): every kept (op, edge) pair, any number per edge and per node.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import torch.nn.functional as F
 
 from ...errors import UserError
 from ...heads import AuxiliaryHead
-from ...mixed import WEIGHTINGS, MixedEdge
+from ...mixed import MixedEdge, build_weighting, weighting_factory
 from ...noise import SkipNoise
 from ...ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
 from ...supernet import Supernet
-from .genotype import Genotype
+from .genotype import Genotype, VariableGenotype
 
 DEFAULTS = {
     "channels": 16,
@@ -102,7 +104,7 @@ class DartsSupernet(Supernet):
         self.noise = noise
         for kind in self.kinds:
             self.arch[f"alpha_{kind}"] = nn.Parameter(1e-3 * torch.randn(len(self.edge_list), len(self.op_names)))
-        self.weighting = WEIGHTINGS[weighting](self.arch, self.kinds, [t for t, _ in self.edge_list])
+        self.weighting = build_weighting(weighting, self.arch, self.kinds, [t for t, _ in self.edge_list])
 
         def make_edge(C, stride):
             with_noise = noise is not None and (stride == 1 or noise_on_reduction)
@@ -136,7 +138,7 @@ class DartsSupernet(Supernet):
 
     def _forward(self, x: torch.Tensor):
         """``(logits, aux_logits or None)``; the auxiliary head runs only in training mode."""
-        weights = {kind: (self.weighting(kind), self.weighting.edge_weights(kind)) for kind in self.kinds}
+        weights = self.mixing_weights(x.shape[0])
         s0 = s1 = self.stem(x)
         aux = None
         for i, cell in enumerate(self.cells):
@@ -161,9 +163,22 @@ class DartsSupernet(Supernet):
             loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y)
         return loss, logits
 
-    def genotype(self) -> Genotype:
+    def genotype(self, derivation: str | None = None) -> Genotype | VariableGenotype:
+        """The DARTS derivation, or the weighting's own selection (``derivation``: one of
+        ``weighting.derivations``; None: its default) as a :class:`VariableGenotype`."""
+        masks = self.keep_masks(derivation)
+        if masks is not None:
+            return derive_variable(masks["normal"], masks["reduce"], self.op_names, self.edge_list)
         w = self.arch_weights()
         return derive(w["normal"], w["reduce"], self.op_names, self.edge_list)
+
+    def epoch_metrics(self) -> dict:
+        """The weighting's numbers and, where it offers more than one derivation, the genotypes
+        of the others (SI-VDNAS: ``genotype_deterministic`` next to the sampled one)."""
+        out = super().epoch_metrics()
+        for derivation in self.weighting.derivations[1:]:
+            out[f"genotype_{derivation}"] = str(self.genotype(derivation))
+        return out
 
 
 def _derive_cell(weights: torch.Tensor, op_names, edge_list, keep: int = 2) -> list[tuple[str, int]]:
@@ -197,6 +212,20 @@ def derive(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list=None)
                     reduce=_derive_cell(reduce, op_names, edge_list), reduce_concat=concat)
 
 
+def derive_variable(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list) -> VariableGenotype:
+    """A :class:`VariableGenotype` from bool ``[edges, ops]`` keep masks (a pure function): node
+    by node, every kept ``(op, input)`` pair, in edge order and then op order."""
+    op_names = list(op_names)
+    targets = sorted({t for t, _ in edge_list})
+
+    def cell(mask):
+        mask = torch.as_tensor(mask).bool()
+        return [[(op_names[o], source) for k, (t, source) in enumerate(edge_list) if t == target
+                 for o in range(len(op_names)) if mask[k, o] and op_names[o] != "none"] for target in targets]
+
+    return VariableGenotype(cell(normal), targets, cell(reduce), targets)
+
+
 def _nodes_from_edges(num_edges: int) -> int:
     nodes, total = 0, 0
     while total < num_edges:
@@ -212,7 +241,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
     space, edge = cfg["space"], cfg["edge"]
     return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
                          space["ops"], noise=SkipNoise.from_config(cfg["noise"]),
-                         noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=edge["weighting"],
+                         noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=weighting_factory(cfg),
                          partial_channels=edge["partial_channels"], in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
                          aux_weight=space["aux_weight"])
