@@ -90,6 +90,8 @@ def _cmd_search(args) -> int:
             return 0
         label = args.preset or DEFAULT_PRESET
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
+    if not _main_process():
+        return 0  # under torchrun, rank 0 prints
     from .spaces import space_of
 
     if result.stopped:
@@ -276,14 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _main_process() -> bool:
+    """False on the ranks other than 0 of a torchrun launch (RANK set by torchrun): they print nothing."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except UserError as e:
-        if args.debug:
+        if args.debug and _main_process():
             raise
-        print(f"noisydarts: error: {e}", file=sys.stderr)
+        if _main_process():  # under torchrun: one line, from rank 0; the others exit quietly
+            print(f"noisydarts: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # the disk, the file system or a path that is not ours to fix in code
         if args.debug:
@@ -294,8 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"noisydarts: error: cannot use{where}: {os_reason(e)} (--debug shows where)", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"\n{interrupted_message(e)}", file=sys.stderr)
+        if _main_process():
+            print(f"\n{interrupted_message(e)}", file=sys.stderr)
         return 130
+    finally:
+        if "torch" in sys.modules:  # a data-parallel run's process group, if any
+            from .distributed import teardown
+
+            teardown()
 
 
 def interrupted_message(e: KeyboardInterrupt) -> str:

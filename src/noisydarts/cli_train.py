@@ -114,6 +114,10 @@ def _cmd_train(args) -> int:
             print(dump(resolve_config(base, overrides, arch=genotype)), end="")
             return 0
         result = train(args.arch, base, overrides=overrides, out=args.out, progress=not args.no_progress)
+    from .cli import _main_process
+
+    if not _main_process():
+        return 0  # under torchrun, rank 0 prints
     best = "" if result.best_acc is None else f" (best.pt: {result.best_acc:.2f} % on the {result.selected_on} split)"
     print(f"test accuracy: {result.test_acc:.2f} %{best}")
     print(f"run directory: {result.run_dir}")

@@ -31,6 +31,16 @@ from .errors import UserError
 #: What `noisydarts search` and `noisydarts.search()` run when given no configuration.
 DEFAULT_PRESET = "nb201-quick"
 
+#: Data-parallel runs under torchrun (noisydarts.distributed), search and train configs alike.
+DISTRIBUTED_DEFAULTS: dict = {
+    "backend": "auto",      # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    "sync_bn": False,       # batch statistics over all ranks' slices (SyncBatchNorm)
+    "noise_std": "local",   # NoisyDARTS sigma = lambda * std(x) of this rank's slice (local) or of all (global)
+    "timeout_min": 30.0,    # how long a collective waits for the other ranks before the run fails
+}
+DISTRIBUTED_BACKENDS = ("auto", "gloo", "nccl")
+NOISE_STD = ("local", "global")
+
 DEFAULTS: dict = {
     "description": "",
     "seed": 0,
@@ -108,6 +118,7 @@ DEFAULTS: dict = {
     "train": {"drop_path_prob": None},
     "plots": True,                   # plots/ and report.{md,html} at the end of a search
     "tensorboard": False,            # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
+    "distributed": dict(DISTRIBUTED_DEFAULTS),
 }
 
 #: Keys that may be null, with the type of their other values (search and ``noisydarts train``
@@ -384,6 +395,7 @@ def validate(cfg: dict) -> None:
     _check(cfg["arch"]["weight_decay"] >= 0, "arch.weight_decay must be >= 0")
     _check(len(cfg["arch"]["betas"]) == 2 and all(0 <= b < 1 for b in cfg["arch"]["betas"]),
            "arch.betas must be two numbers in [0, 1), e.g. [0.5, 0.999]")
+    validate_distributed(cfg["distributed"])
     d = cfg["data"]
     _check(bool(d["name"]), "data.name must name a dataset (cifar10-mini, cifar10, cifar100) or a directory")
     _check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
@@ -414,6 +426,12 @@ def validate(cfg: dict) -> None:
         module = sections[section][cfg[section]["name"]]
         if hasattr(module, "validate"):
             module.validate(cfg)
+
+
+def validate_distributed(section: dict) -> None:
+    check_choice("distributed.backend", section["backend"], DISTRIBUTED_BACKENDS)
+    check_choice("distributed.noise_std", section["noise_std"], NOISE_STD)
+    _check(section["timeout_min"] > 0, f"distributed.timeout_min must be > 0, got {section['timeout_min']}")
 
 
 def dump(cfg: dict, provenance: dict | None = None) -> str:

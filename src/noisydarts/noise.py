@@ -43,6 +43,9 @@ class SkipNoise(nn.Module):
         self.lam, self.mean = float(lam), float(mean)
         self.distribution, self.mixture, self.decay = distribution, mixture, decay
         self.scale = 1.0  # decay factor for the current epoch
+        # std(x) of the skip output: of this process's batch; a data-parallel run may set
+        # noisydarts.distributed.global_std (distributed.noise_std: global) for the global batch's.
+        self.std_fn = torch.Tensor.std
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SkipNoise | None":
@@ -73,7 +76,7 @@ class SkipNoise(nn.Module):
             return y
         eps = self._unit_noise(y)
         if self.mixture == "additive":
-            sigma = y.detach().std() * (self.lam * self.scale)
+            sigma = self.std_fn(y.detach()) * (self.lam * self.scale)
             return y + (eps.mul_(sigma).add_(self.mean * self.scale))
         factor = eps.mul_(self.lam * self.scale).add_(1.0 + self.mean * self.scale)
         return y * factor

@@ -487,9 +487,10 @@ def provenance(preset: str | None = None) -> dict:
 
 
 def start_line(command: str, device, precision: str, run_dir: Path, preset: str | None = None,
-               resumed_at: int | None = None) -> str:
+               resumed_at: int | None = None, world: int = 1) -> str:
     what = f"resuming after epoch {resumed_at}" if resumed_at is not None else "starting"
-    parts = [f"device {device}", f"precision {precision}", f"run directory {run_dir}"]
+    where = f"device {device}" if world == 1 else f"{world} processes (rank 0 on {device})"
+    parts = [where, f"precision {precision}", f"run directory {run_dir}"]
     if preset:
         parts.append(f"preset {preset}")
     return f"{command}: {what}: " + ", ".join(parts)

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config as config_lib
-from . import guard, runs
+from . import distributed, guard, runs
 from .callbacks import default_callbacks
 from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
@@ -58,15 +58,7 @@ class SearchResult:
 
 # --- setup helpers ----------------------------------------------------------------------------
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for but CUDA is not available: use --set device=cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from e
+pick_device = distributed.pick_device  # auto, cpu, cuda, cuda:N; cuda:LOCAL_RANK under torchrun
 
 
 def seed_everything(seed: int) -> None:
@@ -85,6 +77,27 @@ def rng_state() -> dict:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def restore_rng(state: dict, seed: int) -> None:
+    """This rank's RNG state from a checkpoint: its own (``rng_ranks``; ``rng`` is rank 0's); a
+    rank the run did not have (resumed with more processes) starts from ``rank_seed``."""
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    rank = distributed.rank()
+    if rank < len(ranks):
+        set_rng_state(ranks[rank])
+    else:
+        seed_everything(distributed.rank_seed(seed + int(state["epoch"]), rank))
+
+
+def checkpoint_rng() -> dict:
+    """The ``rng`` entries of a checkpoint: rank 0's state (as a single process writes it) and,
+    in a data-parallel run, every rank's (gathered to all ranks; rank 0 writes them)."""
+    states = distributed.all_gather_object(rng_state())
+    out = {"rng": states[0]}
+    if len(states) > 1:
+        out["rng_ranks"] = states
+    return out
 
 
 def set_rng_state(state: dict) -> None:
@@ -120,8 +133,10 @@ class Searcher:
     """Holds everything a search needs; :func:`search` is the function to call."""
 
     def __init__(self, cfg: dict, run_dir: Path, progress: bool = True):
-        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
-        self.device = pick_device(cfg["device"])
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = distributed.setup(cfg)  # this rank's device; under torchrun, the process group
+        self.rank, self.world = distributed.shard()
+        self.progress = progress and self.rank == 0
         seed_everything(cfg["seed"])
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -138,8 +153,10 @@ class Searcher:
         if min(len(train_idx), len(val_idx)) < 1:
             raise UserError("the training set is too small to split into search-train and search-val halves")
         self.dataset = dataset
+        # Under torchrun, every rank draws the same global batches and keeps its slice.
         batches = functools.partial(make_batches, dataset, batch_size=cfg["batch_size"], data=data,
-                                    channels_last=cfg["channels_last"], device=self.device)
+                                    channels_last=cfg["channels_last"], device=self.device,
+                                    shard=(self.rank, self.world))
         self.train_batches = batches(train_idx, seed=cfg["seed"], train=True)
         # The val half feeds the architecture steps (shuffled and augmented as in DARTS) and,
         # unaugmented in a fixed order, the end-of-epoch validation.
@@ -151,6 +168,7 @@ class Searcher:
         self.model.set_search_data(len(train_idx), len(val_idx))
         if cfg["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._distribute(cfg["distributed"])
         w, a = cfg["weights"], cfg["arch"]
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), w["lr"], momentum=w["momentum"],
                                      weight_decay=w["weight_decay"])
@@ -165,12 +183,30 @@ class Searcher:
         self.callbacks = ()               # the running search's callbacks (their state is checkpointed)
         self.callback_states: dict = {}   # their state from a checkpoint, handed back in run()
 
+    def _distribute(self, options: dict) -> None:
+        """Under torchrun: SyncBatchNorm if asked, σ over all ranks if asked, every rank starting
+        from rank 0's α and weights, and a global generator of its own on every rank but 0."""
+        if self.world == 1:
+            return
+        if options["sync_bn"]:
+            self.model = distributed.convert_sync_batchnorm(self.model)
+        if self.model.noise is not None and options["noise_std"] == "global":
+            self.model.noise.std_fn = distributed.global_std
+        distributed.broadcast_module(self.model)
+        seed_everything(distributed.rank_seed(self.cfg["seed"], self.rank))
+
+    def step_context(self, lr: float) -> StepContext:
+        return StepContext(loss_fn=cross_entropy, weight_optimizer=self.w_opt, weight_lr=lr,
+                           all_reduce=distributed.all_reduce_mean if self.world > 1 else None)
+
     # --- checkpoints ---
     def state_dict(self, next_epoch: int) -> dict:
+        """Everything a resume needs. Under torchrun every rank must call it (the RNG states of all
+        ranks are gathered); rank 0 writes it."""
         return {"epoch": next_epoch, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
-                "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
-                "estimator": getattr(self.estimator, "state_dict", dict)(), "stopped": self.stopped,
-                "grad_transform": self.grad_transform.state_dict(),
+                "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), **checkpoint_rng(),
+                "world_size": self.world, "estimator": getattr(self.estimator, "state_dict", dict)(),
+                "stopped": self.stopped, "grad_transform": self.grad_transform.state_dict(),
                 "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}}
 
     def load_state_dict(self, state: dict) -> None:
@@ -181,7 +217,7 @@ class Searcher:
         if hasattr(self.estimator, "load_state_dict"):
             self.estimator.load_state_dict(state.get("estimator", {}))
         self.grad_transform.load_state_dict(state.get("grad_transform", {}))
-        set_rng_state(state["rng"])
+        restore_rng(state, self.cfg["seed"])
         self.start_epoch = state["epoch"]
         self.stopped = state.get("stopped")
         self.callback_states = state.get("callbacks", {})
@@ -192,7 +228,7 @@ class Searcher:
         model.train()
         model.set_epoch(epoch, cfg["epochs"])
         lr = self.scheduler.get_last_lr()[0]
-        ctx = StepContext(loss_fn=cross_entropy, weight_optimizer=self.w_opt, weight_lr=lr)
+        ctx = self.step_context(lr)
         update_arch = epoch >= cfg["warmup_epochs"]
         weights = self.model.weight_parameters()
         amp = autocast(cfg, self.device)
@@ -215,6 +251,11 @@ class Searcher:
         if bar is not None:
             bar.close()
         self.scheduler.step()
+        if self.world > 1:
+            if not self.cfg["distributed"]["sync_bn"]:
+                distributed.average_buffers(model)  # BN running statistics: the same on every rank
+            loss_total, correct_total, seen = distributed.sum_over_ranks([loss_sum, correct, seen])
+            return {"train_loss": loss_total / max(seen, 1), "train_acc": 100.0 * correct_total / max(seen, 1), "lr": lr}
         return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": 100.0 * correct.item() / max(seen, 1),
                 "lr": lr}
 
@@ -235,6 +276,9 @@ class Searcher:
             loss, logits = model.training_loss(x, y)
         # Gradients for the weights only; alpha keeps the architecture step's gradient out.
         torch.autograd.backward(loss, inputs=weights)
+        if self.world > 1:  # the global batch's mean gradient, the same on every rank
+            for w, g in zip(weights, distributed.all_reduce_mean([w.grad for w in weights], len(y))):
+                w.grad = g
         if self.cfg["weights"]["grad_clip"]:
             nn.utils.clip_grad_norm_(weights, self.cfg["weights"]["grad_clip"])
         self.w_opt.step()
@@ -252,6 +296,9 @@ class Searcher:
                 loss_sum += F.cross_entropy(logits, y, reduction="sum")
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
+        if self.world > 1:  # each rank validated its slices
+            loss_total, correct_total, seen = distributed.sum_over_ranks([loss_sum, correct, seen])
+            return {"val_loss": loss_total / seen, "val_acc": 100.0 * correct_total / seen}
         return {"val_loss": loss_sum.item() / seen, "val_acc": 100.0 * correct.item() / seen}
 
     def epoch_record(self, epoch: int, train: dict, val: dict, seconds: float) -> dict:
@@ -267,7 +314,8 @@ class Searcher:
                           {"alpha": self.model.arch_parameters(),
                            "weights": [t for name, t in self.model.state_dict().items() if not name.startswith("arch.")],
                            "optimizer state": guard.optimizer_tensors(self.w_opt, self.a_opt)},
-                          hint="lower weights.lr, arch.lr or noise.lambda")
+                          hint="lower weights.lr, arch.lr or noise.lambda",
+                          agree=distributed.agree_nonfinite if self.world > 1 else None)
 
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
         """Train until ``stop_after`` (or all) epochs are done, or until a callback stops the search.
@@ -283,6 +331,7 @@ class Searcher:
         why, and genotype.json holds that epoch's architecture."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        main = self.rank == 0  # under torchrun, rank 0 alone writes the run directory and prints
         self.callbacks = tuple(callbacks)
         for cb in callbacks:
             if hasattr(cb, "load_state_dict") and _state_key(cb) in self.callback_states:
@@ -292,7 +341,7 @@ class Searcher:
         history = read_jsonl(metrics_path)  # the epochs already done (a resumed run's)
         if self.progress:
             print(runs.start_line("search", self.device, precision(cfg, self.device), self.run_dir, self.preset,
-                                  resumed_at=self.start_epoch or None), flush=True)
+                                  resumed_at=self.start_epoch or None, world=self.world), flush=True)
         for epoch in range(self.start_epoch, last):
             if self.stopped is not None:
                 break
@@ -305,13 +354,17 @@ class Searcher:
                 if hasattr(cb, "on_record"):
                     cb.on_record(self, record)
             history.append(record)
-            for cb in callbacks:
-                stop = cb.check_stop(history) if hasattr(cb, "check_stop") else None
-                if stop is not None:
-                    self.stopped = record["stopped"] = stop.to_dict()
-                    break
+            stops = (cb.check_stop(history) for cb in callbacks if hasattr(cb, "check_stop"))
+            first = next((s.to_dict() for s in stops if s is not None), None)
+            # Rank 0 decides for all (a monitor measures on its own rank's slice): every rank stops alike.
+            stop = distributed.on_main(lambda: first)
+            if stop is not None:
+                self.stopped = record["stopped"] = stop
+            state = self.state_dict(epoch + 1)  # on every rank: it gathers their RNG states
+            if not main:
+                continue
             append_jsonl(metrics_path, record)
-            atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
+            atomic_torch_save(state, self.run_dir / CHECKPOINT)
             if self.progress:
                 print(_summary_line(record), flush=True)
                 if self.stopped is not None:
@@ -319,8 +372,10 @@ class Searcher:
             for cb in callbacks:
                 if hasattr(cb, "on_epoch"):
                     cb.on_epoch(record, self.run_dir)
-        metrics = read_jsonl(metrics_path)
         genotype = self.model.genotype()
+        if not main:  # α is rank 0's, bit for bit: the same genotype; the run directory is rank 0's
+            return SearchResult(genotype=genotype, run_dir=self.run_dir, stopped=self.stopped)
+        metrics = read_jsonl(metrics_path)
         if last == cfg["epochs"] or self.stopped is not None:
             payload = {**genotype_payload(genotype), **self.space.genotype_metrics(genotype), "epochs": len(metrics)}
             if self.stopped is not None:
@@ -392,41 +447,73 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     directory (the preset's name when ``config`` is one). ``callbacks``: objects with optional
     ``on_start``, ``on_record``, ``check_stop``, ``on_epoch`` and ``on_end`` methods (see
     :meth:`Searcher.run`), run after the ones the config asks for.
+
+    Under torchrun (:mod:`noisydarts.distributed`) every process calls this with the same
+    arguments; rank 0 creates, locks and writes the run directory and prints, the others only
+    compute. To resume, every rank reads the run's config.yaml and checkpoint.pt (on several
+    nodes: a file system they share).
     """
     if resume is not None:
         if config is not None or out is not None:
             raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--out")
         run_dir = runs.resume_dir(resume, "search")
-        with runs.active_run(run_dir, "search"):
+        if all(runs.path_kind(run_dir / n) == "file" for n in (CHECKPOINT, runs.CONFIG)):  # else load_run says why
+            distributed.setup(runs.read_run_config(run_dir, "search", lambda raw: config_lib.resolve(config_file=raw))[0])
+        with contextlib.ExitStack() as stack:
+            def lock() -> None:  # rank 0 holds the run; the others hear whether it could
+                stack.enter_context(runs.active_run(run_dir, "search"))
+
+            distributed.on_main(lock)
             run_dir, cfg, state, prov = load_run(run_dir)
-            callbacks = (*default_callbacks(cfg), *callbacks)
+            _check_world_size(state, run_dir)
+            callbacks = (*default_callbacks(cfg), *callbacks) if distributed.is_main() else ()
             searcher = Searcher(cfg, run_dir, progress)
             with runs.restoring(run_dir):
                 searcher.load_state_dict(state)
-            _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
+            if distributed.is_main():
+                _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
             searcher.preset = prov.get("preset")
             return searcher.run(stop_after, callbacks)
 
     cfg = resolve_search_config(config)
-    callbacks = (*default_callbacks(cfg), *callbacks)
+    distributed.setup(cfg)  # under torchrun: checks the launch (one line on every rank), joins the others
+    callbacks = (*default_callbacks(cfg), *callbacks) if distributed.is_main() else ()
     if config is None:
         label = DEFAULT_PRESET
     elif label is None:
         label = str(config) if isinstance(config, str) and config in config_lib.preset_names() else "search"
     preset = label if label in config_lib.preset_names() else None
-    run_dir, created = new_run_dir(out, label)
-    wrote, searcher = False, None
+    started, searcher = None, None
     try:
-        with runs.active_run(run_dir, "search"):
-            atomic_write_text(run_dir / runs.CONFIG, config_lib.dump(cfg, runs.provenance(preset)))
-            wrote = True
-            searcher = Searcher(cfg, run_dir, progress)
+        with contextlib.ExitStack() as stack:
+            def start_run() -> tuple[str, bool]:  # rank 0: the run directory, locked, with its config.yaml
+                run_dir, created = new_run_dir(out, label)
+                stack.enter_context(runs.active_run(run_dir, "search"))
+                atomic_write_text(run_dir / runs.CONFIG, config_lib.dump(cfg, runs.provenance(preset)))
+                return str(run_dir), created
+
+            started = distributed.on_main(start_run)
+            searcher = Searcher(cfg, Path(started[0]), progress)
             searcher.preset = preset
             return searcher.run(stop_after, callbacks)
     except BaseException:
-        if wrote and searcher is None:  # failed before its first epoch began (bad data, say): leave nothing
-            runs.remove_failed_run(run_dir, created)
+        # Failed before its first epoch began (bad data, say): leave nothing (once the lock is released).
+        if started is not None and searcher is None and distributed.is_main():
+            runs.remove_failed_run(Path(started[0]), started[1])
         raise
+
+
+def _check_world_size(state: dict, run_dir: Path) -> None:
+    """Resuming with another number of processes works (data order, α, weights and optimizer
+    states do not depend on it) but does not continue the run exactly: say so once."""
+    before, now = int(state.get("world_size", 1)), distributed.world_size()
+    if before != now and distributed.is_main():
+        import warnings
+
+        warnings.warn(f"{run_dir} ran with {before} process(es) and continues with {now}: the data order, α and "
+                      "weights continue as they were, but the noise draws and per-process BatchNorm statistics "
+                      f"differ from a run that kept {before}; resume with {before} to continue it exactly",
+                      stacklevel=3)
 
 
 def resolve_search_config(config) -> dict:

@@ -47,13 +47,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from . import guard, runs
-from .config import _merge, dump, parse_overrides
+from . import distributed, guard, runs
+from .config import DISTRIBUTED_DEFAULTS, _merge, dump, parse_overrides, validate_distributed
 from .data import make_batches, open_dataset
 from .errors import UserError
 from .models import GENOTYPE_FILE, resolve_genotype
 from .runs import append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
-from .search import _progress, autocast, pick_device, precision, rng_state, seed_everything, set_rng_state
+from .search import _progress, autocast, checkpoint_rng, pick_device, precision, restore_rng, seed_everything
 from .spaces import genotype_from_payload, genotype_payload, space_of
 
 CHECKPOINT, BEST, FINAL = "checkpoint.pt", "best.pt", "weights.pt"
@@ -82,6 +82,8 @@ DEFAULTS: dict = {
              "crop_padding": 4, "flip": True, "cutout": 16,
              # the data path and its augmentation (noisydarts.data.factory; as in the search config)
              "in_memory": "auto", "memory_budget_gb": None, "workers": None, "augment": "auto", "color_jitter": 0.4},
+    # data-parallel training under torchrun (noisydarts.distributed; no noise to share here)
+    "distributed": {k: v for k, v in DISTRIBUTED_DEFAULTS.items() if k != "noise_std"},
 }
 
 
@@ -168,6 +170,7 @@ def validate(cfg: dict) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    validate_distributed({"noise_std": "local", **cfg["distributed"]})
     from .data import validate_data_config
 
     validate_data_config(cfg["data"])
@@ -185,8 +188,10 @@ def split_output(out):
 
 class Trainer:
     def __init__(self, genotype, cfg: dict, run_dir: Path, progress: bool = True):
-        self.genotype, self.cfg, self.run_dir, self.progress = genotype, cfg, run_dir, progress
-        self.device = pick_device(cfg["device"])
+        self.genotype, self.cfg, self.run_dir = genotype, cfg, run_dir
+        self.device = distributed.setup(cfg)  # this rank's device; under torchrun, the process group
+        self.rank, self.world = distributed.shard()
+        self.progress = progress and self.rank == 0
         seed_everything(cfg["seed"])
         d = cfg["data"]
         train_set = open_dataset(d, "train", self.device)  # in memory on the device, or streamed from disk
@@ -200,18 +205,24 @@ class Trainer:
         test_idx = torch.arange(len(test_set))
         if d["limit"] is not None:  # a seeded sample of the test set too (it may be sorted by class)
             test_idx = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
-        cl = cfg["channels_last"]
+        cl, shard = cfg["channels_last"], (self.rank, self.world)  # under torchrun: this rank's slices
         self.train_batches = make_batches(train_set, train_idx, cfg["batch_size"], seed=cfg["seed"], train=True, data=d,
-                                          channels_last=cl, device=self.device)
+                                          channels_last=cl, device=self.device, shard=shard)
         self.holdout_batches = (make_batches(train_set, holdout_idx, cfg["batch_size"], seed=cfg["seed"], train=False,
-                                             data=d, channels_last=cl, device=self.device) if len(holdout_idx) else None)
+                                             data=d, channels_last=cl, device=self.device, shard=shard)
+                                if len(holdout_idx) else None)
         self.test_batches = make_batches(test_set, test_idx, cfg["batch_size"], seed=cfg["seed"], train=False, data=d,
-                                         channels_last=cl, device=self.device)
+                                         channels_last=cl, device=self.device, shard=shard)
         self.model = build_model(genotype, cfg, self.num_classes, train_set.channels).to(self.device)
         if cfg["drop_path_prob"] > 0 and not hasattr(self.model, "drop_path_prob"):
             raise UserError(f"{space_of(genotype).name} networks have no drop-path: set drop_path_prob=0")
         if cl:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.world > 1:  # SyncBatchNorm if asked; rank 0's weights; a generator of its own per rank
+            if cfg["distributed"]["sync_bn"]:
+                self.model = distributed.convert_sync_batchnorm(self.model)
+            distributed.broadcast_module(self.model)
+            seed_everything(distributed.rank_seed(cfg["seed"], self.rank))
         self.optimizer = torch.optim.SGD(self.model.parameters(), cfg["lr"], momentum=cfg["momentum"],
                                          weight_decay=cfg["weight_decay"], nesterov=cfg["nesterov"])
         if cfg["lr_schedule"] == "cosine":
@@ -222,13 +233,14 @@ class Trainer:
 
     def state_dict(self, next_epoch: int) -> dict:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "best_acc": self.best_acc}
+                "scheduler": self.scheduler.state_dict(), **checkpoint_rng(), "world_size": self.world,
+                "best_acc": self.best_acc}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        restore_rng(state, self.cfg["seed"])
         self.start_epoch, self.best_acc = state["epoch"], state["best_acc"]
 
     def weights_payload(self, selected_on: str | None = None) -> dict:
@@ -261,6 +273,10 @@ class Trainer:
                 else:
                     loss_total = loss
             loss_total.backward()
+            if self.world > 1:  # the global batch's mean gradient, the same on every rank
+                params = [p for p in model.parameters() if p.grad is not None]
+                for p, g in zip(params, distributed.all_reduce_mean([p.grad for p in params], len(y))):
+                    p.grad = g
             if cfg["grad_clip"]:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
             self.optimizer.step()
@@ -272,6 +288,11 @@ class Trainer:
         if bar is not None:
             bar.close()
         self.scheduler.step()
+        if self.world > 1:
+            if not cfg["distributed"]["sync_bn"]:
+                distributed.average_buffers(model)  # BN running statistics: the same on every rank
+            loss_total, correct_total, seen = distributed.sum_over_ranks([loss_sum, correct, seen])
+            return {"train_loss": loss_total / seen, "train_acc": 100.0 * correct_total / seen, "lr": lr}
         return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen, "lr": lr}
 
     def test(self) -> dict:
@@ -285,23 +306,32 @@ class Trainer:
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
         selected_on = {"holdout": "holdout_acc", "test": "test_acc"}.get(cfg["selection"])
+        main = self.rank == 0  # under torchrun, rank 0 alone writes the run directory and prints
         for epoch in range(self.start_epoch, last):
             t0 = time.perf_counter()
             record = {"epoch": epoch + 1, **self.train_epoch(epoch), **self.test()}
             record["epoch_time"] = round(time.perf_counter() - t0, 3)
             guard.check_epoch(epoch + 1, self.run_dir, "training", {k: record[k] for k in ("train_loss", "test_loss")},
                               {"weights": self.model.state_dict().values(),
-                               "optimizer state": guard.optimizer_tensors(self.optimizer)}, hint="lower lr")
-            append_jsonl(metrics_path, record)
-            if selected_on and (self.best_acc is None or record[selected_on] > self.best_acc):
+                               "optimizer state": guard.optimizer_tensors(self.optimizer)}, hint="lower lr",
+                              agree=distributed.agree_nonfinite if self.world > 1 else None)
+            improved = selected_on and (self.best_acc is None or record[selected_on] > self.best_acc)
+            if improved:  # the same verdict on every rank (the metrics are reduced over ranks)
                 self.best_acc = record[selected_on]
+            state = self.state_dict(epoch + 1)  # on every rank: it gathers their RNG states
+            if not main:
+                continue
+            append_jsonl(metrics_path, record)
+            if improved:
                 atomic_torch_save(self.weights_payload(cfg["selection"]), self.run_dir / BEST)
-            atomic_torch_save(self.state_dict(epoch + 1), self.run_dir / CHECKPOINT)
+            atomic_torch_save(state, self.run_dir / CHECKPOINT)
             if self.progress:
                 holdout = f" | holdout acc {record['holdout_acc']:.2f}" if "holdout_acc" in record else ""
                 print(f"epoch {record['epoch']}: train loss {record['train_loss']:.3f} acc {record['train_acc']:.1f} | "
                       f"test loss {record['test_loss']:.3f} acc {record['test_acc']:.2f}{holdout} | "
                       f"{record['epoch_time']:.1f}s", flush=True)
+        if not main:
+            return TrainResult(test_acc=float("nan"), best_acc=self.best_acc, run_dir=self.run_dir, model=self.model)
         metrics = read_jsonl(metrics_path)
         if last == cfg["epochs"]:
             atomic_torch_save(self.weights_payload(), self.run_dir / FINAL)
@@ -312,7 +342,8 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, batches, cfg: dict, device) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` in eval mode."""
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` in eval mode. Under torchrun
+    with sharded ``batches``, each rank evaluates its slices and the sums are reduced."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     top1 = torch.zeros((), device=device, dtype=torch.long)
@@ -328,6 +359,10 @@ def evaluate_model(model: nn.Module, batches, cfg: dict, device) -> dict:
             top1 += hits[:, 0].sum()
             top5 += hits.any(dim=1).sum()
             seen += len(y)
+    if getattr(batches, "world", 1) > 1:
+        loss_total, top1_total, top5_total, seen = distributed.sum_over_ranks([loss_sum, top1, top5, seen])
+        return {"loss": loss_total / seen, "top1": 100.0 * top1_total / seen, "top5": 100.0 * top5_total / seen,
+                "images": int(seen)}
     return {"loss": loss_sum.item() / seen, "top1": 100.0 * top1.item() / seen, "top5": 100.0 * top5.item() / seen,
             "images": seen}
 
@@ -341,45 +376,73 @@ def train(arch, config: dict | str | Path | None = None, *, overrides: list[str]
     ``config``: a partial config (dict or YAML file) over the recipe of the architecture's space;
     ``overrides``: ``KEY=VALUE`` strings over that. ``resume``: continue the run in that directory
     (its own config and architecture). ``stop_after``: stop once that many epochs are done,
-    leaving a resumable run."""
+    leaving a resumable run.
+
+    Under torchrun every process calls this with the same arguments; rank 0 creates, locks and
+    writes the run directory and prints (as :func:`noisydarts.search.search`)."""
+    import contextlib
+
     if resume is not None:
         if arch is not None or config is not None or overrides or out is not None:
             raise UserError("--resume continues a run with its own architecture and config: drop GENOTYPE/--set/--out")
         run_dir = runs.resume_dir(resume, "train")
-        with runs.active_run(run_dir, "train"):
-            # The recipe is the architecture's space's; load_run first says what is missing, if anything.
-            complete = all(runs.path_kind(run_dir / n) == "file" for n in (CHECKPOINT, "config.yaml"))
-            genotype = resolve_genotype(run_dir) if complete else None
-            run_dir, cfg, state, _ = runs.load_run(run_dir, "train", lambda raw: resolve_config(raw, arch=genotype),
+        # The recipe is the architecture's space's; load_run first says what is missing, if anything.
+        complete = all(runs.path_kind(run_dir / n) == "file" for n in (CHECKPOINT, "config.yaml"))
+        genotype = resolve_genotype(run_dir) if complete else None
+
+        def resolve(raw):
+            return resolve_config(raw, arch=genotype)
+
+        if complete:
+            distributed.setup(runs.read_run_config(run_dir, "train", resolve)[0])
+        with contextlib.ExitStack() as stack:
+            def lock() -> None:  # rank 0 holds the run; the others hear whether it could
+                stack.enter_context(runs.active_run(run_dir, "train"))
+
+            distributed.on_main(lock)
+            run_dir, cfg, state, _ = runs.load_run(run_dir, "train", resolve,
                                                    keys={"epoch": int, "model": dict, "optimizer": dict,
                                                          "scheduler": dict, "rng": dict,
                                                          "best_acc": (float, type(None))})
             trainer = Trainer(genotype, cfg, run_dir, progress)
             with runs.restoring(run_dir, f"config.yaml and {GENOTYPE_FILE}"):
                 trainer.load_state_dict(state)
-            records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) <= trainer.start_epoch]
-            atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-            if progress:
+            if distributed.is_main():
+                records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("epoch", 0) <= trainer.start_epoch]
+                atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+            if trainer.progress:
                 print(runs.start_line("train", trainer.device, precision(cfg, trainer.device), run_dir,
-                                      resumed_at=trainer.start_epoch), flush=True)
+                                      resumed_at=trainer.start_epoch, world=trainer.world), flush=True)
             return trainer.run(stop_after)
 
     genotype = resolve_genotype(arch)
     cfg = resolve_config(config, overrides, arch=genotype, search=search_recipe(arch))
-    run_dir, created = new_run_dir(out, "train")
-    wrote, trainer = False, None
+    distributed.setup(cfg)  # under torchrun: checks the launch (one line on every rank), joins the others
+    started, trainer = None, None
     try:
-        with runs.active_run(run_dir, "train"):
-            atomic_write_text(run_dir / "config.yaml", dump(cfg, runs.provenance()))
-            wrote = True
-            atomic_write_text(run_dir / GENOTYPE_FILE, json.dumps(genotype_payload(genotype), indent=1) + "\n")
+        with contextlib.ExitStack() as stack:
+            def start_run() -> tuple[str, bool]:  # rank 0: the run directory, locked, with its config and genotype
+                run_dir, created = new_run_dir(out, "train")
+                stack.enter_context(runs.active_run(run_dir, "train"))
+                try:
+                    atomic_write_text(run_dir / "config.yaml", dump(cfg, runs.provenance()))
+                    atomic_write_text(run_dir / GENOTYPE_FILE, json.dumps(genotype_payload(genotype), indent=1) + "\n")
+                except BaseException:
+                    runs.remove_failed_run(run_dir, False, ("config.yaml", GENOTYPE_FILE))
+                    raise
+                return str(run_dir), created
+
+            started = distributed.on_main(start_run)
+            run_dir = Path(started[0])
             trainer = Trainer(genotype, cfg, run_dir, progress)
-            if progress:
-                print(runs.start_line("train", trainer.device, precision(cfg, trainer.device), run_dir), flush=True)
+            if trainer.progress:
+                print(runs.start_line("train", trainer.device, precision(cfg, trainer.device), run_dir,
+                                      world=trainer.world), flush=True)
             return trainer.run(stop_after)
     except BaseException:
-        if wrote and trainer is None:  # failed before its first epoch began: leave nothing behind
-            runs.remove_failed_run(run_dir, created, ("config.yaml", GENOTYPE_FILE))
+        # Failed before its first epoch began: leave nothing behind (once the lock is released).
+        if started is not None and trainer is None and distributed.is_main():
+            runs.remove_failed_run(Path(started[0]), started[1], ("config.yaml", GENOTYPE_FILE))
         raise
 
 

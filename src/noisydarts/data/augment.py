@@ -70,6 +70,10 @@ class AugmentParams:
     cy: torch.Tensor | None = None
     cx: torch.Tensor | None = None
 
+    def slice(self, lo: int, hi: int) -> "AugmentParams":
+        """The draws of samples ``lo..hi-1`` (one rank's slice of a global batch)."""
+        return AugmentParams(*(None if t is None else t[lo:hi] for t in (self.dy, self.dx, self.flip, self.cy, self.cx)))
+
 
 def sample_augment_params(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str,
                           *, crop_padding: int = 4, flip: bool = True, cutout: int = 0) -> AugmentParams:

@@ -166,16 +166,19 @@ def default_workers() -> int:
 
 def make_batches(dataset: ImageDataset | ImageFolderSplit, indices: torch.Tensor, batch_size: int, *, seed: int,
                  train: bool, data: dict, channels_last: bool = False, drop_last: bool = False,
-                 device: torch.device | str | None = None) -> BatchIterator | StreamingBatches:
+                 device: torch.device | str | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> BatchIterator | StreamingBatches:
     """The batches of `dataset` restricted to `indices`: ``len()`` and ``.epoch(e)`` yielding
-    ``(x, y)`` on the device, shuffled and augmented if `train`, in an order fixed by (seed, epoch)."""
+    ``(x, y)`` on the device, shuffled and augmented if `train`, in an order fixed by (seed, epoch).
+    ``shard=(rank, world)``: this rank's slice of every global batch of `batch_size` (data-parallel
+    runs, :mod:`noisydarts.distributed`); a streamed folder decodes only that slice."""
     crop_flip_cutout = {k: data[k] for k in ("crop_padding", "flip", "cutout") if k in data}
     if isinstance(dataset, ImageDataset):
         return BatchIterator(dataset, indices, batch_size, seed=seed, train=train, augment_kwargs=crop_flip_cutout,
-                             drop_last=drop_last, channels_last=channels_last)
+                             drop_last=drop_last, channels_last=channels_last, shard=shard)
     workers = _option(data, "workers")
     return StreamingBatches(dataset, indices, batch_size, seed=seed, train=train, augment=augment_style(data),
                             augment_kwargs=crop_flip_cutout, color_jitter=float(_option(data, "color_jitter")),
                             workers=default_workers() if workers is None else workers,
                             device=device if device is not None else "cpu", drop_last=drop_last,
-                            channels_last=channels_last)
+                            channels_last=channels_last, shard=shard)

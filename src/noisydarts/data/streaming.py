@@ -35,10 +35,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ..errors import UserError
-from .augment import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, imagenet_eval, imagenet_train, normalize
+from .augment import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, apply_augment, imagenet_eval, imagenet_train, normalize
 from .augment import augment as cifar_augment
-from .augment import random_resized_crop_box
-from .batching import epoch_seed
+from .augment import random_resized_crop_box, sample_augment_params
+from .batching import check_shard, epoch_seed, shard_bounds, sharded_batches
 from .folder import decode_files, decode_image, decode_square, find_folder_root, folder_classes, list_split, read_file, reduction
 from .memory import channel_stats
 
@@ -210,12 +210,15 @@ class StreamingBatches:
     `color_jitter` strength). ``train=False``: `indices` in order, no augmentation (``"imagenet"``:
     the resize + centre-crop view). `workers` DataLoader processes decode (0: in this process).
     One epoch at a time: starting an epoch ends the previous one's iteration.
+
+    ``shard=(rank, world)``: as :class:`.batching.BatchIterator`, each rank yields its slice of
+    every global batch, and its workers read and decode only the files of that slice.
     """
 
     def __init__(self, dataset: ImageFolderSplit, indices: torch.Tensor, batch_size: int, *, seed: int,
                  train: bool, augment: str = "cifar", augment_kwargs: dict | None = None, color_jitter: float = 0.4,
                  workers: int = 0, device: torch.device | str = "cpu", drop_last: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         if augment not in AUGMENTS:
@@ -228,6 +231,7 @@ class StreamingBatches:
         self.indices = torch.as_tensor(indices, dtype=torch.int64).cpu()
         self.batch_size, self.seed, self.train, self.augment = batch_size, seed, train, augment
         self.drop_last, self.channels_last = drop_last, channels_last
+        self.rank, self.world = check_shard(shard)
         self.device = torch.device(device)
         self.workers = workers
         self._batches = _EpochBatches()
@@ -239,8 +243,7 @@ class StreamingBatches:
         self._current = None
 
     def __len__(self) -> int:
-        n = len(self.indices)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return sharded_batches(len(self.indices), self.batch_size, self.drop_last, self.train, self.world)
 
     def close(self) -> None:
         """Stop the worker processes now (the next epoch starts new ones). Done on a load error;
@@ -262,18 +265,27 @@ class StreamingBatches:
         batched_augment = self.train and self.augment == "cifar"
         if batched_augment and self.device.type != "cpu":  # the augmentation's draws live on the device
             gen = torch.Generator(device=self.device).manual_seed(seed)
-        self._batches.batches = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+        batches = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+        sizes = [len(b) for b in batches]  # of the global batches: what the augmentation draws for
+        bounds = [shard_bounds(n, self.rank, self.world) for n in sizes]
+        kept = [k for k, (lo, hi) in enumerate(bounds) if hi > lo]  # an empty slice of a last test batch is skipped
+        self._batches.batches = [batches[k][bounds[k][0]:bounds[k][1]] for k in kept]
         self._batches.epoch = epoch
         self._current = token = object()
         ds, cl, blocking = self.dataset, self.channels_last, self.device.type != "cuda"
-        for batch in self.loader:
+        for k, batch in zip(kept, self.loader):
             if self._current is not token:
                 raise RuntimeError("another epoch of this StreamingBatches was started: iterate one epoch at a time")
             if isinstance(batch, LoadFailure):
                 self.close()
                 raise UserError(batch.message) from None
             x, y = batch[0].to(self.device, non_blocking=not blocking), batch[1].to(self.device, non_blocking=not blocking)
-            if batched_augment:
+            if batched_augment and self.world > 1:  # draws for the global batch, applied to this slice
+                kw = self.augment_kwargs
+                params = sample_augment_params((sizes[k], 3, ds.resolution, ds.resolution), gen, gen.device, **kw)
+                x = apply_augment(x, params.slice(*bounds[k]), mean=ds.mean, std=ds.std, channels_last=cl,
+                                  crop_padding=kw.get("crop_padding", 4), cutout=kw.get("cutout", 0))
+            elif batched_augment:
                 x = cifar_augment(x, gen, mean=ds.mean, std=ds.std, channels_last=cl, **self.augment_kwargs)
             else:
                 x = normalize(x, ds.mean, ds.std, channels_last=cl)

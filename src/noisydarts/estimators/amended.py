@@ -46,11 +46,13 @@ class Amended(Estimator):
         x, y = val_batch
         loss_val = ctx.arch_loss(model, x, y)
         if self.eta == 0:  # exactly first order, at first-order cost
-            set_grads(alphas, torch.autograd.grad(loss_val, alphas, allow_unused=True))
+            set_grads(alphas, ctx.reduce(torch.autograd.grad(loss_val, alphas, allow_unused=True), val_batch))
             return loss_val.detach()
         grads = torch.autograd.grad(loss_val, alphas + weights, allow_unused=True)
-        g1 = zeros_for_none(grads[: len(alphas)], alphas)
-        v = zeros_for_none(grads[len(alphas):], weights)
+        # Over ranks: g1 and v are means over the global val batch; H and the mixed derivative
+        # are means over the global train batch, so H v is reduced before it is used again.
+        g1 = zeros_for_none(ctx.reduce(grads[: len(alphas)], val_batch), alphas)
+        v = zeros_for_none(ctx.reduce(grads[len(alphas):], val_batch), weights)
 
         x, y = train_batch
         loss_train = ctx.loss_fn(model, x, y)
@@ -62,8 +64,9 @@ class Amended(Estimator):
         grad_w = [grad_w[k] for k in used]
         hv = torch.autograd.grad(grad_w, [weights[k] for k in used], grad_outputs=[v[k] for k in used],
                                  allow_unused=True, retain_graph=True)
-        hv = [h.detach() for h in zeros_for_none(hv, [weights[k] for k in used])]
-        mixed = zeros_for_none(torch.autograd.grad(grad_w, alphas, grad_outputs=hv, allow_unused=True), alphas)
+        hv = ctx.reduce([h.detach() for h in zeros_for_none(hv, [weights[k] for k in used])], train_batch)
+        mixed = torch.autograd.grad(grad_w, alphas, grad_outputs=hv, allow_unused=True)
+        mixed = zeros_for_none(ctx.reduce(mixed, train_batch), alphas)
         set_grads(alphas, [a - self.eta * b for a, b in zip(g1, mixed)])
         return loss_val.detach()
 

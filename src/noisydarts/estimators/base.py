@@ -16,6 +16,20 @@ class StepContext:
     loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, y) -> scalar loss
     weight_optimizer: torch.optim.Optimizer
     weight_lr: float
+    #: ``(tensors, count, differentiable) -> tensors``: the mean over ranks of per-rank tensors
+    #: computed on ``count`` samples (:func:`noisydarts.distributed.all_reduce_mean`); None in a
+    #: single process.
+    all_reduce: Callable | None = None
+
+    def reduce(self, tensors, batch, differentiable: bool = False) -> list:
+        """What a single process would have computed on the whole global ``batch``, from this
+        rank's ``tensors`` (gradients, gradient-vector products) computed on its slice ``batch``:
+        their mean over ranks, weighted by slice size. Every estimator calls it on every quantity
+        that crosses from a loss to another evaluation point or to ``alpha.grad``, so that every
+        rank continues with the same numbers. None entries stay None. Identity in a single process."""
+        if self.all_reduce is None:
+            return list(tensors)
+        return self.all_reduce(list(tensors), len(batch[1]), differentiable=differentiable)
 
     def arch_loss(self, model, x, y) -> torch.Tensor:
         """The architecture objective on a val batch: ``loss_fn`` plus the supernet's

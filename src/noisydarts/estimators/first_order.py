@@ -17,7 +17,7 @@ class FirstOrder(Estimator):
         params = model.arch_parameters()
         # Differentiate w.r.t. alpha only: autograd then skips the weight-gradient kernels
         # of every conv, which a plain loss.backward() would compute and throw away.
-        set_grads(params, torch.autograd.grad(loss, params, allow_unused=True))
+        set_grads(params, ctx.reduce(torch.autograd.grad(loss, params, allow_unused=True), val_batch))
         return loss.detach()
 
 

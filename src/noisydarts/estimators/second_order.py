@@ -52,8 +52,10 @@ class SecondOrder(Estimator):
         train_seed, val_seed = draw_seed(), draw_seed()
 
         loss_train = loss_at(model, ctx.loss_fn, train_batch, seed=train_seed)
-        grads_w = zeros_for_none(torch.autograd.grad(loss_train, weights, allow_unused=True,
-                                                     create_graph=self.exact), weights)
+        grads_w = torch.autograd.grad(loss_train, weights, allow_unused=True, create_graph=self.exact)
+        # Over ranks, every quantity that moves the evaluation point is the global batch's mean:
+        # the virtual step's gradient here (differentiably for the exact product), v below.
+        grads_w = zeros_for_none(ctx.reduce(grads_w, train_batch, differentiable=self.exact), weights)
         drift = self._momentum_and_decay(weights, ctx.weight_optimizer)
         unrolled = {n: w.detach() - xi * (g + d) for n, w, g, d in zip(names, weights, grads_w, drift)}
         if not self.exact:  # leaves of their own: grad_w' L_val is wanted at w'
@@ -63,14 +65,15 @@ class SecondOrder(Estimator):
         if self.exact:
             # w' depends on alpha through grad_w L_train (built with create_graph): the total
             # derivative is grad_alpha L_val(w', a) - xi * grad2_{a,w} L_train . grad_w' L_val.
-            set_grads(alphas, torch.autograd.grad(loss_val, alphas, allow_unused=True))
+            set_grads(alphas, ctx.reduce(torch.autograd.grad(loss_val, alphas, allow_unused=True), val_batch))
             return loss_val.detach()
 
         unrolled_list = list(unrolled.values())
         grads = torch.autograd.grad(loss_val, list(alphas) + unrolled_list, allow_unused=True)
-        grad_alpha = zeros_for_none(grads[: len(alphas)], alphas)
-        v = zeros_for_none(grads[len(alphas):], unrolled_list)
-        hvp = self._finite_difference(model, ctx, train_batch, train_seed, names, weights, alphas, v)
+        grad_alpha = zeros_for_none(ctx.reduce(grads[: len(alphas)], val_batch), alphas)
+        v = zeros_for_none(ctx.reduce(grads[len(alphas):], val_batch), unrolled_list)  # before w ± r v
+        hvp = ctx.reduce(self._finite_difference(model, ctx, train_batch, train_seed, names, weights, alphas, v),
+                         train_batch)
         set_grads(alphas, [g - xi * h for g, h in zip(grad_alpha, hvp)])
         return loss_val.detach()
 

@@ -1,0 +1,147 @@
+"""Scenarios for tests/test_distributed.py, run by every rank of ``torchrun --nproc_per_node=2``
+(and, for the single-process references, called directly by the test).
+
+    python -m torch.distributed.run --nproc_per_node=2 tests/ddp_worker.py OUT_DIR SCENARIO [SCENARIO ...]
+
+Each scenario writes what the test compares into OUT_DIR, one file per rank
+(``NAME.rank{r}.pt``); rank 0 also leaves its run directories there.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+
+#: A tiny DARTS supernet; batches of 16 (8 per rank under two ranks).
+TINY = {
+    "epochs": 2,
+    "batch_size": 16,
+    "data": {"name": "cifar10-mini", "limit": 96, "resolution": 16},
+    "space": {"name": "darts", "channels": 4, "layers": 3, "nodes": 2},
+    "weights": {"lr": 0.05},
+    "arch": {"lr": 3.0e-3},
+    "plots": False,
+    "device": "cpu",
+}
+#: Estimators whose DDP steps must equal a single process's at the global batch. Second order with
+#: xi = 0.01, not the weight lr 0.05: at 0.05 this tiny supernet's first unrolled step is so badly
+#: conditioned that a 1e-6 relative change of the weights moves the alpha-gradient by 1.2e-3 in a
+#: single process (measured), far above float rounding; at 0.01 the DDP and single-process
+#: gradients agree to 1e-5 while the Hessian term is still 10-30 % of the gradient.
+ESTIMATORS = {
+    "first_order": {"name": "first_order"},
+    "second_order": {"name": "second_order", "xi": 0.01},
+    "second_order_exact": {"name": "second_order", "exact": True, "xi": 0.01},
+    "amended": {"name": "amended", "eta": 0.5},
+}
+
+
+def rank() -> int:
+    from noisydarts import distributed
+
+    return distributed.rank()
+
+
+def save(out: Path, name: str, obj) -> None:
+    torch.save(obj, out / f"{name}.rank{rank()}.pt")
+
+
+def merged(base: dict, extra: dict) -> dict:
+    cfg = copy.deepcopy(base)
+    for key, value in extra.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    return cfg
+
+
+def tensors_of(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def scenario_search(out: Path) -> None:
+    """A 2-epoch search with NoisyDARTS noise (each rank its own draws), and the same search
+    stopped after epoch 1 and resumed: every rank's final α and weights, and rank 0's runs."""
+    from noisydarts.search import search
+
+    full = search(copy.deepcopy(TINY), out=out / "full", progress=False)
+    save(out, "search_full", {"genotype": str(full.genotype), "model": tensors_of(_LAST["model"])})
+    search(copy.deepcopy(TINY), out=out / "part", progress=False, stop_after=1)
+    resumed = search(resume=out / "part", progress=False)
+    save(out, "search_resumed", {"genotype": str(resumed.genotype), "model": tensors_of(_LAST["model"])})
+
+
+_LAST: dict = {}  # the model of the last Searcher built in this process (this rank's α and weights)
+
+
+#: Fewer BatchNorm layers (each is a collective per pass under SyncBatchNorm).
+SMALLER = merged(TINY, {"space": {"nodes": 1, "ops": ["skip_connect", "sep_conv_3x3", "avg_pool_3x3"]}})
+
+
+def scenario_steps(out: Path, steps: int = 2) -> None:
+    """Two bilevel steps of each estimator, SyncBatchNorm, no noise: α and weights after them."""
+    from noisydarts import resolve_config
+    from noisydarts.search import Searcher, autocast
+
+    for name, estimator in ESTIMATORS.items():
+        cfg = resolve_config(config_file=merged(SMALLER, {"noise": {"enabled": False}, "estimator": estimator,
+                                                          "distributed": {"sync_bn": True}}))
+        s = Searcher(cfg, out, progress=False)
+        s.model.train()
+        ctx = s.step_context(cfg["weights"]["lr"])
+        weights = s.model.weight_parameters()
+        batches = zip(s.train_batches.epoch(0), s.arch_batches.epoch(0))
+        grads = []
+        for _ in range(steps):
+            train, val = next(batches)
+            s.search_step(train, val, ctx, weights, autocast(cfg, s.device))
+            grads.append({f"step{len(grads)}.{n}": p.grad.clone() for n, p in s.model.named_parameters()
+                          if n.startswith("arch.")})  # the estimator's (reduced) gradient, before Adam
+        save(out, f"steps_{name}", {**tensors_of(s.model), **{k: v for g in grads for k, v in g.items()}})
+
+
+def scenario_train(out: Path) -> None:
+    """One epoch of `noisydarts train` (SyncBatchNorm, no drop-path): the weights after it."""
+    from noisydarts.train import resolve_config, train
+
+    cfg = resolve_config({"epochs": 1, "batch_size": 16, "network": {"channels": 4, "layers": 3, "auxiliary": False},
+                          "lr": 0.05,
+                          "device": "cpu", "drop_path_prob": 0.0, "distributed": {"sync_bn": True},
+                          "data": {"name": "cifar10-mini", "limit": 48, "resolution": 16, "cutout": 4}})
+    result = train("noisydarts_a", cfg, out=out / "train", progress=False)
+    save(out, "train", {"model": tensors_of(result.model), "test_acc": result.test_acc})
+
+
+SCENARIOS = {"search": scenario_search, "steps": scenario_steps, "train": scenario_train}
+
+
+def _remember_searchers() -> None:
+    """Keep the last Searcher built (its model holds this rank's α and weights)."""
+    import importlib
+
+    search_module = importlib.import_module("noisydarts.search")
+    init = search_module.Searcher.__init__
+
+    def remembering(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        _LAST["model"] = self.model
+
+    search_module.Searcher.__init__ = remembering
+
+
+def main(argv: list[str]) -> None:
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    _remember_searchers()
+    for name in argv[1:]:
+        SCENARIOS[name](out)
+    from noisydarts import distributed
+
+    distributed.teardown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
