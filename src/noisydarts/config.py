@@ -50,6 +50,10 @@ DEFAULTS: dict = {
         "lambda": 0.2,
         "decay": "none",             # none | cosine
         "reduction_skips": True,     # noise on stride-2 skips (factorized reduce) too
+        "sigma": "batch",            # std(x) of the whole batch tensor | per sample
+        "position": "output",        # noise on the skip op's output (release) | input (Eq. 6)
+        "weight_step": True,         # noise in the weight step too (false: architecture step only)
+        "skip_drop_path": 0.0,       # the release's search drop-path on every skip branch (0.3 there)
     },
     "edge": {
         "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS)
@@ -194,11 +198,15 @@ def validate(cfg: dict) -> None:
     _check(cfg["amp"] in ("auto", "on", "off"), f"amp must be auto, on or off, got {cfg['amp']!r}")
     noise = cfg["noise"]
     _check(noise["lambda"] >= 0, f"noise.lambda must be >= 0 (it scales std(x)), got {noise['lambda']}")
-    from .noise import DECAYS, DISTRIBUTIONS, MIXTURES
+    from .noise import DECAYS, DISTRIBUTIONS, MIXTURES, POSITIONS, SIGMAS
 
     _check(noise["distribution"] in DISTRIBUTIONS, f"noise.distribution must be one of {', '.join(DISTRIBUTIONS)}")
     _check(noise["mixture"] in MIXTURES, f"noise.mixture must be one of {', '.join(MIXTURES)}")
     _check(noise["decay"] in DECAYS, f"noise.decay must be one of {', '.join(DECAYS)}")
+    _check(noise["sigma"] in SIGMAS, f"noise.sigma must be one of {', '.join(SIGMAS)}")
+    _check(noise["position"] in POSITIONS, f"noise.position must be one of {', '.join(POSITIONS)}")
+    _check(0.0 <= noise["skip_drop_path"] < 1.0,
+           f"noise.skip_drop_path must be in [0, 1) (the release uses 0.3), got {noise['skip_drop_path']}")
     from .mixed import WEIGHTINGS
 
     _check(cfg["edge"]["weighting"] in WEIGHTINGS, f"edge.weighting must be one of {', '.join(WEIGHTINGS)}")

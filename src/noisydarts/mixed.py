@@ -9,7 +9,10 @@ NoisyDARTS). What varies between methods is kept out of the search loop and plug
   ``beta`` over the edges entering the same node, Sec. 3.5 of the PC-DARTS gradient-projection
   paper). A stochastic weighting (SI-VDNAS variational dropout on op and edge weights) fits the
   same interface: it returns sampled weights in training mode.
-* **op transforms** act on one op's output: NoisyDARTS noise on ``skip_connect``.
+* **op transforms** act on one op: NoisyDARTS noise on ``skip_connect`` (and the release's
+  search-time drop-path there). A transform is a callable on the op's output, or, if it has a
+  ``wrap(op, x)`` method, it runs the op itself (to act on its input as well, see
+  :func:`apply_op`).
 * **partial channels** (PC-DARTS): only ``1/K`` of the channels go through the ops, the rest
   bypass the edge, then channels are shuffled.
 
@@ -31,6 +34,15 @@ from .ops import POOLING_OPS, batch_norm, build_op
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     b, c, h, w = x.shape
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def apply_op(op: nn.Module, x: torch.Tensor, transform: Callable | None) -> torch.Tensor:
+    """``op(x)`` under an op transform: ``transform.wrap(op, x)`` if it has one (it may act
+    on the input and the output), else ``transform(op(x))``."""
+    if transform is None:
+        return op(x)
+    wrap = getattr(transform, "wrap", None)
+    return wrap(op, x) if wrap is not None else transform(op(x))
 
 
 class MixedEdge(nn.Module):
@@ -65,9 +77,7 @@ class MixedEdge(nn.Module):
         w = weights.unbind(0)
         out = None
         for k, op, transform in zip(self.active, self.ops, self.transforms):
-            y = op(x)
-            if transform is not None:
-                y = transform(y)
+            y = apply_op(op, x, transform)
             out = y * w[k] if out is None else out + y * w[k]
         if self.partial > 1:
             if self.bypass_pool is not None:

@@ -196,11 +196,13 @@ class Searcher:
         then a weight step on ``train_batch``. Returns the weight step's loss and logits."""
         model = self.model
         if val_batch is not None:
+            model.set_phase("arch")
             self.a_opt.zero_grad(set_to_none=True)
             with amp:
                 self.estimator.step(model, train_batch, val_batch, ctx)
             self.a_opt.step()
         x, y = train_batch
+        model.set_phase("weights")
         self.w_opt.zero_grad(set_to_none=True)
         with amp:
             loss, logits = model.training_loss(x, y)

@@ -38,6 +38,12 @@ class Supernet(nn.Module):
         if self.noise is not None:
             self.noise.set_epoch(epoch, epochs)
 
+    def set_phase(self, phase: str) -> None:
+        """The search loop says which step runs next, ``arch`` or ``weights``, so a pluggable
+        part can act in one of them only (``noise.weight_step: false``)."""
+        if self.noise is not None and hasattr(self.noise, "set_phase"):
+            self.noise.set_phase(phase)
+
     @torch.no_grad()
     def arch_weights(self) -> dict[str, torch.Tensor]:
         """Effective ``[edges, ops]`` weights per cell type, deterministic (no sampling)."""

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..genotype import Genotype
 from ..heads import AuxiliaryHead
 from ..mixed import WEIGHTINGS, MixedEdge
-from ..noise import SkipNoise
+from ..noise import build_skip_transform
 from ..ops import DARTS_OPS, NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN
 from ..supernet import Supernet
 
@@ -205,7 +205,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
     """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
     space, edge = cfg["space"], cfg["edge"]
     return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
-                         space["ops"], noise=SkipNoise.from_config(cfg["noise"]),
+                         space["ops"], noise=build_skip_transform(cfg["noise"]),
                          noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=edge["weighting"],
                          partial_channels=edge["partial_channels"], in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
