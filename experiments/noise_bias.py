@@ -26,11 +26,14 @@ checkpoints of a search)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # search_run's hacks
 
 import torch
 import yaml
@@ -51,8 +54,29 @@ VARIANTS = {
     "input": (["noise.position=input"], "noise on the skip op's input, o(x + x~) (differs for stride-2 skips)"),
     "release": (["noise.skip_drop_path=0.3"], "the release: noise, then drop-path p=0.3 on the skip branch"),
     "droppath-only": (["noise.enabled=false", "noise.skip_drop_path=0.3"], "drop-path p=0.3 on the skip, no noise"),
+    "grad-only": ([], "noise only in the skip op's own alpha-gradient (search_run.py --hack noise-grad-only)"),
 }
+#: variants that also swap the mixed edge's forward (experiments/search_run.py hacks)
+PATCHED = {"grad-only": "_hack_noise_grad_only"}
 NOISE_OFF = ["noise.enabled=false", "noise.skip_drop_path=0.0"]
+
+
+@contextlib.contextmanager
+def patched(variant: str):
+    """Swap in search_run.py's forward hack for the variants that need one."""
+    if variant not in PATCHED:
+        yield
+        return
+    import search_run
+
+    from noisydarts import mixed
+
+    original = mixed.MixedEdge.forward
+    getattr(search_run, PATCHED[variant])()
+    try:
+        yield
+    finally:
+        mixed.MixedEdge.forward = original
 
 
 def base_config(args, state: str) -> dict:
@@ -142,10 +166,21 @@ def measure(args, state: str, writer, out=print) -> None:
     for name in args.variants:
         overrides, _ = VARIANTS[name]
         model = build(with_noise(cfg, overrides), weights)
-        draws = torch.stack([alpha_grad(model, x0, y0) for _ in range(args.draws)])
+        with patched(name):
+            draws = torch.stack([alpha_grad(model, x0, y0) for _ in range(args.draws)])
+            adam_on = adam_steps(torch.stack([alpha_grad(model, x, y) for x, y in seq]))
         mean, sd = draws.mean(0), draws.std(0)
         se = sd / math.sqrt(args.draws)
-        adam_on = adam_steps(torch.stack([alpha_grad(model, x, y) for x, y in seq]))
+        # How E[g_on] relates to g_off over all alpha entries (none excluded): the least-squares
+        # slope (1 = unbiased, < 1 = damped), the cosine, and the part the slope leaves unexplained.
+        keep = [i for i, op in enumerate(ops) if op != "none"]
+        a, b = g_off[..., keep].flatten(), mean[..., keep].flatten()
+        slope = (a @ b / (a @ a)).item()
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=0).item()
+        resid = ((b - slope * a).norm() / b.norm()).item()
+        slope_se = (draws[..., keep].flatten(1) @ a / (a @ a)).std().item() / math.sqrt(args.draws)
+        out(f"{name:<14} summary: slope E[g_on] on g_off {slope:.3f} ± {slope_se:.3f}, cosine {cos:.3f}, "
+            f"unexplained {resid:.3f}, sd_noise/sd_batch {(sd[..., keep].mean() / sd_batch[..., keep].mean()).item():.2f}")
         # Edge-averaged rows: the standard error of an edge-mean comes from the draws of it.
         edge_mean_se = draws.mean(2).std(0) / math.sqrt(args.draws)
         for ki, kind in enumerate(kinds):

@@ -11,6 +11,12 @@ not earn one; see experiments/results/noise16.md):
   step and in the weight step (the library, like the release, draws a fresh one per forward).
 * ``bn-affine``: affine BatchNorm in the NB201 search cells (the space has ``affine=False``).
 * ``bn-running``: NB201 search-cell BNs keep running statistics (used only in validation).
+* ``noise-weights-only``: the noise in the weight step only; the architecture step sees none
+  (the mirror image of ``noise.weight_step: false``).
+* ``noise-grad-only``: the noise enters only the skip op's own architecture gradient,
+  ``d L / d w_skip = <dL/dy, o_skip(x) + x~>`` with ``dL/dy`` at the noise-free forward: Eq. 3-4's
+  approximation made exact (unbiased by construction); forward values and the weight step are
+  plain DARTS.
 
 Example (the issue's probe, one core)::
 
@@ -33,7 +39,7 @@ import torch
 import noisydarts
 from noisydarts import config as config_lib
 
-HACKS = ("shared-sample", "bn-affine", "bn-running")
+HACKS = ("shared-sample", "bn-affine", "bn-running", "noise-weights-only", "noise-grad-only")
 
 
 def _hack_shared_sample() -> None:
@@ -64,6 +70,35 @@ def _hack_shared_sample() -> None:
     noise_lib.SkipNoise._unit_noise = unit_noise
 
 
+def _hack_noise_weights_only() -> None:
+    from noisydarts import noise as noise_lib
+
+    original = noise_lib.SkipNoise.forward
+
+    def forward(self, y):
+        return y if self.phase == "arch" else original(self, y)
+
+    noise_lib.SkipNoise.forward = forward
+
+
+def _hack_noise_grad_only() -> None:
+    from noisydarts import mixed
+
+    def forward(self, x, weights):
+        w = weights.unbind(0)
+        out = None
+        for k, op, transform in zip(self.active, self.ops, self.transforms):
+            y = op(x)
+            term = y * w[k]
+            if transform is not None and transform.training:
+                noise = (transform(y) - y).detach()
+                term = term + (w[k] - w[k].detach()) * noise  # value 0, d/dw = noise
+            out = term if out is None else out + term
+        return out
+
+    mixed.MixedEdge.forward = forward
+
+
 def _hack_nb201_bn(**bn) -> None:
     from noisydarts.spaces import nb201
 
@@ -75,6 +110,28 @@ def _hack_nb201_bn(**bn) -> None:
         return original(*args, **kwargs)
 
     nb201.MixedEdge = edge
+
+
+def fork(ckpt: Path, out: Path, overrides: list[str]) -> Path:
+    """A new run directory that resumes from ``ckpt`` with the source run's config changed by
+    ``overrides``: same weights, alpha, optimizer and RNG states, so two forks of one checkpoint
+    differ only in what the overrides change."""
+    import json
+
+    import yaml
+
+    from noisydarts.runs import atomic_write_text
+
+    source = ckpt.parent
+    cfg = config_lib.resolve(config_file=yaml.safe_load((source / "config.yaml").read_text()), overrides=overrides)
+    out.mkdir(parents=True, exist_ok=False)
+    epoch = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]
+    atomic_write_text(out / "config.yaml", config_lib.dump(cfg))
+    lines = [s for s in (source / "metrics.jsonl").read_text().splitlines() if s.strip() and json.loads(s)["epoch"] <= epoch]
+    atomic_write_text(out / "metrics.jsonl", "".join(s + "\n" for s in lines))
+    shutil.copyfile(ckpt, out / "checkpoint.pt")
+    print(f"fork of {ckpt} (after epoch {epoch}) with {' '.join(overrides)}", flush=True)
+    return out
 
 
 class KeepCheckpoints:
@@ -92,8 +149,12 @@ class KeepCheckpoints:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--preset", help="the preset (not with --resume)")
+    p.add_argument("--out", help="the run directory (not with --resume)")
+    p.add_argument("--resume", help="continue this run directory (its own config; --hack must be given again)")
+    p.add_argument("--fork", metavar="CKPT", help="continue from a kept checkpoint (RUN/ckpt-epochN.pt) of another run "
+                   "in a new run directory --out, with that run's config and --set changes (e.g. the noise)")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (resumable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--keep", type=int, nargs="*", default=[], help="epochs after which to keep a checkpoint copy")
     p.add_argument("--hack", action="append", default=[], choices=HACKS)
@@ -102,6 +163,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if "shared-sample" in args.hack:
         _hack_shared_sample()
+    if "noise-grad-only" in args.hack:
+        _hack_noise_grad_only()
+    if "noise-weights-only" in args.hack:
+        _hack_noise_weights_only()
     bn = {}
     if "bn-affine" in args.hack:
         bn["affine"] = True
@@ -109,10 +174,17 @@ def main(argv=None) -> int:
         bn["track_stats"] = True
     if bn:
         _hack_nb201_bn(**bn)
-    cfg = config_lib.resolve(args.preset, None, ["plots=false", *args.overrides])
-    print(f"{args.preset} {' '.join(args.overrides)} hacks={args.hack}", flush=True)
     t0 = time.perf_counter()
-    result = noisydarts.search(cfg, out=args.out, progress=False, callbacks=(KeepCheckpoints(args.keep, t0),))
+    keep = (KeepCheckpoints(args.keep, t0),)
+    if args.fork:
+        args.resume = fork(Path(args.fork), Path(args.out), args.overrides)
+    if args.resume:
+        print(f"resume {args.resume} hacks={args.hack}", flush=True)
+        result = noisydarts.search(resume=args.resume, progress=False, stop_after=args.stop_after, callbacks=keep)
+    else:
+        cfg = config_lib.resolve(args.preset, None, ["plots=false", *args.overrides])
+        print(f"{args.preset} {' '.join(args.overrides)} hacks={args.hack}", flush=True)
+        result = noisydarts.search(cfg, out=args.out, progress=False, stop_after=args.stop_after, callbacks=keep)
     print(f"done in {time.perf_counter() - t0:.0f}s: {result.genotype}", flush=True)
     return 0
 
