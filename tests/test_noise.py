@@ -110,3 +110,149 @@ def test_alpha_gradient_through_noisy_skip_is_unbiased():
     assert torch.all((noisy.mean(0) - reference).abs() < 4 * stderr + 1e-7)
     biased = grad_alpha(SkipNoise(0.2, mean=0.5), 50).mean(0)
     assert (biased - reference).abs().max() > 10 * stderr.max()
+
+
+# --- the alternatives to the paper's reading (issue 16) and the release's drop-path ----------
+
+from noisydarts import config as config_lib  # noqa: E402
+from noisydarts.errors import UserError  # noqa: E402
+from noisydarts.mixed import apply_op  # noqa: E402
+from noisydarts.noise import SkipDropPath, SkipTransforms, build_skip_transform  # noqa: E402
+from noisydarts.ops import FactorizedReduce  # noqa: E402
+
+
+def _noise_cfg(**kw):
+    return config_lib.resolve(overrides={"noise": kw})["noise"]
+
+
+def test_sigma_per_sample_follows_each_samples_std():
+    x = _x() * torch.linspace(0.5, 4.0, 64).view(64, 1, 1, 1)  # samples of very different scale
+    per_sample = SkipNoise(0.2, sigma="sample").train()
+    d = torch.stack([per_sample(x) - x for _ in range(10)])  # [draws, B, C, H, W]
+    ratio = d.transpose(0, 1).flatten(1).std(1) / x.flatten(1).std(1)
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.2), rtol=0.05)  # 5 standard errors
+    whole = SkipNoise(0.2).train()
+    d = whole(x) - x
+    assert d.flatten(1).std(1).std() / d.std() < 0.03  # one sigma for the whole batch tensor
+
+
+def test_noise_on_the_input_is_the_same_for_the_identity_and_passes_through_factorized_reduce():
+    x = _x()
+    out_pos, in_pos = SkipNoise(0.3).train(), SkipNoise(0.3, position="input").train()
+    identity = torch.nn.Identity()
+    torch.manual_seed(5)
+    a = apply_op(identity, x, out_pos)
+    torch.manual_seed(5)
+    b = apply_op(identity, x, in_pos)
+    assert torch.equal(a, b)
+
+    fr = FactorizedReduce(8, 8, affine=False).train()
+    torch.manual_seed(5)
+    on_output = apply_op(fr, x, out_pos)
+    torch.manual_seed(5)
+    on_input = apply_op(fr, x, in_pos)
+    torch.manual_seed(5)
+    assert torch.allclose(on_input, fr(in_pos(x)))  # o_skip(x + x~), Eq. 6 literally
+    clean = fr(x)
+    # Output noise is added after the reduce's BN: sigma = lambda * std(FR(x)), variance
+    # 1 + 0.3^2 per channel. Input noise goes through ReLU, the 1x1 convs and the BN (batch
+    # statistics), which renormalizes it: unit variance per channel, noise included.
+    assert (on_output - clean).std().item() == pytest.approx(0.3 * clean.std().item(), rel=0.02)
+    assert on_output.var(dim=(0, 2, 3), unbiased=False).mean().item() == pytest.approx(1.09, rel=0.02)
+    assert torch.allclose(on_input.var(dim=(0, 2, 3), unbiased=False), torch.ones(8), rtol=1e-3)
+
+
+def test_weight_step_false_keeps_the_noise_out_of_the_weight_step():
+    x = _x()
+    noise = SkipNoise(0.2, weight_step=False).train()
+    noise.set_phase("weights")
+    assert noise(x) is x
+    noise.set_phase("arch")
+    assert not torch.equal(noise(x), x)
+    both = SkipNoise(0.2).train()
+    both.set_phase("weights")
+    assert not torch.equal(both(x), x)
+
+
+def test_the_search_loop_tells_the_noise_which_step_runs(tiny_config, tmp_path):
+    from contextlib import nullcontext
+
+    import noisydarts
+    from noisydarts.estimators import StepContext
+    from noisydarts.search import Searcher, cross_entropy
+
+    cfg = noisydarts.resolve_config(config_file=tiny_config | {"noise": {"weight_step": False}})
+    searcher = Searcher(cfg, tmp_path, progress=False)
+    seen = []
+    searcher.model.noise.register_forward_hook(lambda m, inp, out: seen.append((m.phase, torch.equal(inp[0], out))))
+    batch = next(iter(searcher.train_batches.epoch(0)))
+    ctx = StepContext(cross_entropy, searcher.w_opt, 0.05)
+    searcher.model.train()
+    searcher.search_step(batch, batch, ctx, searcher.model.weight_parameters(), nullcontext())
+    phases = [p for p, _ in seen]
+    assert phases == sorted(phases) and set(phases) == {"arch", "weights"}  # all arch calls come first
+    assert all(not same for p, same in seen if p == "arch") and all(same for p, same in seen if p == "weights")
+
+
+def test_skip_drop_path_statistics_eval_mode_and_no_in_place():
+    torch.manual_seed(0)
+    x = torch.randn(4000, 2, 3, 3) + 2.0
+    kept = x.clone()
+    drop = SkipDropPath(0.3).eval()  # the release drops in validation forwards too
+    y = drop(x)
+    assert torch.equal(x, kept)  # the branch input is never modified
+    zeroed = (y.flatten(1) == 0).all(1)
+    assert zeroed.float().mean().item() == pytest.approx(0.3, abs=0.03)
+    assert torch.allclose(y[~zeroed], x[~zeroed] / 0.7)
+    assert y.mean().item() == pytest.approx(x.mean().item(), rel=0.03)  # unbiased in expectation
+    assert SkipDropPath(0.0)(x) is x
+    with pytest.raises(ValueError):
+        SkipDropPath(1.0)
+
+
+def test_build_skip_transform_from_config():
+    assert build_skip_transform(_noise_cfg(enabled=False)) is None
+    assert isinstance(build_skip_transform(_noise_cfg()), SkipNoise)
+    both = build_skip_transform(_noise_cfg(skip_drop_path=0.3))
+    assert isinstance(both, SkipTransforms) and both.noise.lam == 0.2 and both.drop_path.p == 0.3
+    only_drop = build_skip_transform(_noise_cfg(enabled=False, skip_drop_path=0.3))
+    assert only_drop.noise is None
+    # the release's order: drop-path after the noise; dropped samples are exactly zero
+    torch.manual_seed(1)
+    x = torch.randn(256, 2, 4, 4)
+    y = both.train().wrap(torch.nn.Identity(), x)
+    dropped = (y.flatten(1) == 0).all(1)
+    assert 0 < dropped.sum() < 256 and not torch.allclose(y[~dropped], x[~dropped] / 0.7)  # survivors carry noise
+
+
+@pytest.mark.parametrize("key, value", [("sigma", "channel"), ("position", "middle"), ("skip_drop_path", 1.0),
+                                        ("weight_step", "maybe")])
+def test_bad_noise_options_are_user_errors(key, value):
+    with pytest.raises(UserError, match=f"noise.{key}"):
+        config_lib.resolve(overrides=[f"noise.{key}={value}"])
+
+
+def test_the_supernet_drops_skips_in_eval_mode_only_with_drop_path():
+    from noisydarts.spaces.nb201 import NB201Supernet
+
+    x = _x(1.0)[:16, :3]
+    for p, differs in ((0.0, False), (0.3, True)):
+        torch.manual_seed(0)
+        net = NB201Supernet(10, 4, 1, noise=build_skip_transform(_noise_cfg(skip_drop_path=p))).eval()
+        with torch.no_grad():
+            assert (not torch.equal(net(x), net(x))) == differs
+
+
+def test_fair_ablation_presets_change_only_what_they_say():
+    def flat(cfg, prefix=""):
+        out = {}
+        for k, v in cfg.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    paper = flat(config_lib.resolve("noisydarts-cifar10"))
+    for preset, changed in (("darts7-cifar10", {"noise.enabled": False}),
+                            ("noisydarts-cifar10-release", {"noise.skip_drop_path": 0.3})):
+        other = flat(config_lib.resolve(preset))
+        diff = {k: other[k] for k in paper if other[k] != paper[k] and k != "description"}
+        assert diff == changed, preset

@@ -74,6 +74,10 @@ DEFAULTS: dict = {
         "lambda": 0.2,
         "decay": "none",             # none | cosine
         "reduction_skips": True,     # noise on stride-2 skips (factorized reduce) too
+        "sigma": "batch",            # std(x) of the whole batch tensor | per sample
+        "position": "output",        # noise on the skip op's output (release) | input (Eq. 6)
+        "weight_step": True,         # noise in the weight step too (false: architecture step only)
+        "skip_drop_path": 0.0,       # the release's search drop-path on every skip branch (0.3 there)
     },
     "edge": {
         "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS) | si_vdnas (SI-VDNAS)
@@ -376,11 +380,15 @@ def validate(cfg: dict) -> None:
     check_choice("amp", cfg["amp"], ("auto", "on", "off"))
     noise = cfg["noise"]
     _check(noise["lambda"] >= 0, f"noise.lambda must be >= 0 (it scales std(x)), got {noise['lambda']}")
-    from .noise import DECAYS, DISTRIBUTIONS, MIXTURES
+    from .noise import DECAYS, DISTRIBUTIONS, MIXTURES, POSITIONS, SIGMAS
 
     check_choice("noise.distribution", noise["distribution"], DISTRIBUTIONS)
     check_choice("noise.mixture", noise["mixture"], MIXTURES)
     check_choice("noise.decay", noise["decay"], DECAYS)
+    check_choice("noise.sigma", noise["sigma"], SIGMAS)
+    check_choice("noise.position", noise["position"], POSITIONS)
+    _check(0.0 <= noise["skip_drop_path"] < 1.0,
+           f"noise.skip_drop_path must be in [0, 1) (the release uses 0.3), got {noise['skip_drop_path']}")
     from .mixed import WEIGHTINGS
 
     check_choice("edge.weighting", cfg["edge"]["weighting"], WEIGHTINGS)

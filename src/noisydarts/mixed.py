@@ -15,7 +15,10 @@ NoisyDARTS). What varies between methods is kept out of the search loop and plug
   :mod:`noisydarts.sivdnas`) fits the same interface: in training mode it returns per-sample
   weights ``[edges, ops, B, 1, 1, 1]``, whose rows broadcast against the ops' ``[B, C, H, W]``
   outputs in :class:`MixedEdge` unchanged (see :class:`Weighting` for the whole contract).
-* **op transforms** act on one op's output: NoisyDARTS noise on ``skip_connect``.
+* **op transforms** act on one op: NoisyDARTS noise on ``skip_connect`` (and the release's
+  search-time drop-path there). A transform is a callable on the op's output, or, if it has a
+  ``wrap(op, x)`` method, it runs the op itself (to act on its input as well, see
+  :func:`apply_op`).
 * **partial channels** (PC-DARTS): only ``1/K`` of the channels go through the ops, the rest
   bypass the edge, then channels are shuffled.
 
@@ -42,6 +45,15 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
         nhwc = x.permute(0, 2, 3, 1)
         return nhwc.reshape(b, h, w, groups, c // groups).transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def apply_op(op: nn.Module, x: torch.Tensor, transform: Callable | None) -> torch.Tensor:
+    """``op(x)`` under an op transform: ``transform.wrap(op, x)`` if it has one (it may act
+    on the input and the output), else ``transform(op(x))``."""
+    if transform is None:
+        return op(x)
+    wrap = getattr(transform, "wrap", None)
+    return wrap(op, x) if wrap is not None else transform(op(x))
 
 
 class MixedEdge(nn.Module):
@@ -84,9 +96,7 @@ class MixedEdge(nn.Module):
         w = weights.unbind(0)
         out = None
         for k, op, transform in zip(self.active, self.ops, self.transforms):
-            y = op(x)
-            if transform is not None:
-                y = transform(y)
+            y = apply_op(op, x, transform)
             out = y * w[k] if out is None else out + y * w[k]
         if self.partial > 1:
             if self.bypass_pool is not None:

@@ -41,6 +41,7 @@ from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
 from .estimators import StepContext, build_estimator
 from .gradients import build_gradient_transform
+from .noise import SkipNoise
 from .runs import CHECKPOINT, append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
 from .spaces import genotype_payload, get_space
 
@@ -190,8 +191,10 @@ class Searcher:
             return
         if options["sync_bn"]:
             self.model = distributed.convert_sync_batchnorm(self.model)
-        if self.model.noise is not None and options["noise_std"] == "global":
-            self.model.noise.std_fn = distributed.global_std
+        if options["noise_std"] == "global":
+            for module in self.model.modules():
+                if isinstance(module, SkipNoise):  # also inside the release's drop-path wrapper
+                    module.std_fn = distributed.global_std
         distributed.broadcast_module(self.model)
         seed_everything(distributed.rank_seed(self.cfg["seed"], self.rank))
 
@@ -265,12 +268,14 @@ class Searcher:
         model = self.model
         model.begin_step()  # per-iteration state shared by both steps (SI-VDNAS' masks)
         if val_batch is not None:
+            model.set_phase("arch")
             self.a_opt.zero_grad(set_to_none=True)
             with amp:
                 self.estimator.step(model, train_batch, val_batch, ctx)
             self.grad_transform(model)  # e.g. gradient projection between edges; nothing by default
             self.a_opt.step()
         x, y = train_batch
+        model.set_phase("weights")
         self.w_opt.zero_grad(set_to_none=True)
         with amp:
             loss, logits = model.training_loss(x, y)

@@ -64,6 +64,12 @@ class Supernet(nn.Module):
             self.noise.set_epoch(epoch, epochs)
         self._hooks.set_epoch(epoch, epochs)
 
+    def set_phase(self, phase: str) -> None:
+        """The search loop says which step runs next, ``arch`` or ``weights``, so a pluggable
+        part can act in one of them only (``noise.weight_step: false``)."""
+        if self.noise is not None and hasattr(self.noise, "set_phase"):
+            self.noise.set_phase(phase)
+
     def begin_step(self) -> None:
         """Called once per search iteration, before its architecture and weight steps (SI-VDNAS
         samples the Bernoulli masks that both steps share)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..mixed import weighting_factory
-from ..noise import SkipNoise
+from ..noise import build_skip_transform
 from ..supernet import Supernet
 from . import darts
 from ..literals import edge_list, int_list, parse_call
@@ -117,7 +117,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DeepSupernet:
     space, edge = cfg["space"], cfg["edge"]
     return DeepSupernet(num_classes, space["channels"], space["layers"], nodes=space["nodes"],
                         stem_multiplier=space["stem_multiplier"], ops=space["ops"],
-                        noise=SkipNoise.from_config(cfg["noise"]), noise_on_reduction=cfg["noise"]["reduction_skips"],
+                        noise=build_skip_transform(cfg["noise"]), noise_on_reduction=cfg["noise"]["reduction_skips"],
                         weighting=weighting_factory(cfg), partial_channels=edge["partial_channels"],
                         edges=EDGES[space["edges"]](space["nodes"]), in_channels=in_channels,
                         dropout=space["dropout"], aux_weight=space["aux_weight"])

@@ -30,7 +30,7 @@ from .. import nb201 as bench
 from ..errors import UserError
 from ..mixed import MixedEdge, build_weighting, weighting_factory
 from ..nb201 import NB201_EDGES, NB201_OPS, NB201Arch
-from ..noise import SkipNoise
+from ..noise import build_skip_transform
 from ..ops import ReLUConvBN, build_op, check_op_list
 from ..supernet import Supernet
 from .base import CellGraph, Space
@@ -162,7 +162,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> NB201Supernet:
     """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
     space, edge = cfg["space"], cfg["edge"]
     return NB201Supernet(num_classes, space["channels"], space["cells_per_stage"], space["ops"],
-                         noise=SkipNoise.from_config(cfg["noise"]), weighting=weighting_factory(cfg),
+                         noise=build_skip_transform(cfg["noise"]), weighting=weighting_factory(cfg),
                          partial_channels=edge["partial_channels"], in_channels=in_channels)
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ...errors import UserError
 from ...heads import AuxiliaryHead
 from ...mixed import MixedEdge, build_weighting, weighting_factory
-from ...noise import SkipNoise
+from ...noise import build_skip_transform
 from ...ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
 from ...supernet import Supernet
 from .genotype import Genotype, VariableGenotype
@@ -240,7 +240,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
     """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
     space, edge = cfg["space"], cfg["edge"]
     return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
-                         space["ops"], noise=SkipNoise.from_config(cfg["noise"]),
+                         space["ops"], noise=build_skip_transform(cfg["noise"]),
                          noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=weighting_factory(cfg),
                          partial_channels=edge["partial_channels"], in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],

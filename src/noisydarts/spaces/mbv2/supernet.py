@@ -39,8 +39,8 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ...errors import UserError
-from ...mixed import WEIGHTINGS
-from ...noise import SkipNoise
+from ...mixed import WEIGHTINGS, apply_op
+from ...noise import build_skip_transform
 from ...ops import check_op_list
 from ...supernet import Supernet
 from .blocks import (CHOICES, IDENTITY, IDENTITY_LAYERS, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, MBConv, head,
@@ -100,9 +100,7 @@ class MixedLayer(nn.Module):
         w = weights.unbind(0)
         out = None
         for k, op, transform in zip(self.active, self.ops, self.transforms):
-            y = op(x)
-            if transform is not None:
-                y = transform(y)
+            y = apply_op(op, x, transform)
             out = y * w[k] if out is None else out + y * w[k]
         return out
 
@@ -176,7 +174,7 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> MBV2Supernet:
     """The supernet of a resolved search config (sections ``space``, ``noise`` and ``edge``)."""
     space = cfg["space"]
     return MBV2Supernet(num_classes, space["width_mult"], space["stem_stride"], space["ops"],
-                        noise=SkipNoise.from_config(cfg["noise"]), weighting=cfg["edge"]["weighting"],
+                        noise=build_skip_transform(cfg["noise"]), weighting=cfg["edge"]["weighting"],
                         affine=space["affine"], checkpoint=space["checkpoint"], in_channels=in_channels)
 
 
