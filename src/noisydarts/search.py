@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config as config_lib
-from . import guard, runs
+from . import checkpointing, guard, runs
 from .callbacks import default_callbacks
 from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
@@ -231,10 +231,12 @@ class Searcher:
             self.a_opt.step()
         x, y = train_batch
         self.w_opt.zero_grad(set_to_none=True)
-        with amp:
-            loss, logits = model.training_loss(x, y)
-        # Gradients for the weights only; alpha keeps the architecture step's gradient out.
-        torch.autograd.backward(loss, inputs=weights)
+        # Gradients for the weights only: alpha frozen, so autograd neither computes nor keeps
+        # what only alpha's gradient needs (every op's output on every mixed edge).
+        with checkpointing.frozen(model.arch_parameters()):
+            with amp:
+                loss, logits = model.training_loss(x, y)
+            torch.autograd.backward(loss, inputs=weights)
         if self.cfg["weights"]["grad_clip"]:
             nn.utils.clip_grad_norm_(weights, self.cfg["weights"]["grad_clip"])
         self.w_opt.step()
