@@ -74,12 +74,14 @@ class _KeepRunningStats:
                        None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in self.bns]
 
     def __exit__(self, *exc):
+        # Through .data: the recomputed BN saved its running buffers for the backward pass, and a
+        # write that bumped their version counters would fail autograd's in-place check there.
         with torch.no_grad():
             for m, (mean, var, count) in zip(self.bns, self.saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
+                m.running_mean.data.copy_(mean)
+                m.running_var.data.copy_(var)
                 if count is not None:
-                    m.num_batches_tracked.copy_(count)
+                    m.num_batches_tracked.data.copy_(count)
         self.saved = None
         return False
 
@@ -89,7 +91,10 @@ class _Call(nn.Module):
 
     def __init__(self, module: nn.Module, fn):
         super().__init__()
-        self.module, self.fn = module, fn
+        self.module = module
+        # Not a submodule (fn is often ``module`` itself): functional_call would otherwise see
+        # every parameter under two names and restore one of them to the substitute.
+        self.__dict__["fn"] = fn
 
     def forward(self, *inputs):
         return self.fn(*inputs)
