@@ -12,7 +12,7 @@ DARTS/NoisyDARTS releases compute them): NCHW tensors, dilated depthwise convs r
 convs, and an architecture step that backpropagates into every weight as ``loss.backward()`` does.
 
 Memory (issue 14): ``--checkpoint off on`` runs every configuration without and with
-``space.checkpoint`` (cells recomputed in the backward pass); ``--keep-all`` adds rows where
+``space.checkpoint`` (mixed edges recomputed in the backward pass); ``--keep-all`` adds rows where
 autograd keeps everything, as before the search loop froze the parameters a step does not
 differentiate (α in the weight step, the weights in a first-order architecture step).
 "CPU s" is the process CPU time per step (all threads): on a shared machine it is much less

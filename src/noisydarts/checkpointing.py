@@ -2,7 +2,7 @@
 
 A supernet keeps, for the backward pass, the internals of every candidate op on every mixed edge:
 about 4 GB at batch 32 in the standard DARTS supernet. :func:`recompute` runs one part of the
-network (a cell, a layer) under :func:`torch.utils.checkpoint.checkpoint` (non-reentrant): only its
+network (a mixed edge, an mbv2 layer) under :func:`torch.utils.checkpoint.checkpoint` (non-reentrant): only its
 inputs are kept, and its internals are computed again when the backward pass needs them, at the
 cost of about one more forward pass. Three things make the recomputation give exactly the
 numbers of the first pass:
