@@ -10,6 +10,19 @@ max allocated on CUDA) is its own. The step is the search loop's own ``Searcher.
 ``--baseline`` times what a straightforward implementation computes (the same numbers, as the
 DARTS/NoisyDARTS releases compute them): NCHW tensors, dilated depthwise convs run as dilated
 convs, and an architecture step that backpropagates into every weight as ``loss.backward()`` does.
+
+Memory (issue 14): ``--checkpoint off on`` runs every configuration without and with
+``space.checkpoint`` (mixed edges recomputed in the backward pass); ``--keep-all`` adds rows where
+autograd keeps everything, as before the search loop froze the parameters a step does not
+differentiate (α in the weight step, the weights in a first-order architecture step).
+"CPU s" is the process CPU time per step (all threads): on a shared machine it is much less
+disturbed by the other processes than the wall time.
+
+    python benchmarks/search_step.py --batch-sizes 32 --noise on --checkpoint off on --keep-all
+    python benchmarks/search_step.py --batch-sizes 32 --noise on --interleave --steps 5
+
+``--interleave`` times checkpoint off and on in one process, a step of each in turn, and prints
+the medians and their ratio (the load of a shared machine then hits both alike; no memory column).
 """
 
 from __future__ import annotations
@@ -23,23 +36,27 @@ import sys
 import time
 
 
-def run_one(args) -> dict:
+def build(args, checkpoint: bool):
+    """A Searcher for one configuration, and what its steps need."""
+    import contextlib
+    import tempfile
+
     import torch
 
-    from noisydarts import config
+    from noisydarts import checkpointing, config
     from noisydarts.estimators import StepContext
     from noisydarts.ops import DepthwiseConv2d
     from noisydarts.search import Searcher, autocast, cross_entropy
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    if getattr(args, "keep_all", False):  # what autograd kept before the steps froze parameters
+        checkpointing.frozen = lambda params: contextlib.nullcontext()
     cfg = config.resolve(overrides=list(args.overrides), config_file={
         "device": args.device, "batch_size": args.batch, "channels_last": not args.baseline_run,
         "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
-        "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4},
+        "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4, "checkpoint": checkpoint},
         "noise": {"enabled": args.noise}, "estimator": {"name": args.estimator},
     })
-    import tempfile
-
     s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
     if args.baseline_run:
         for m in s.model.modules():
@@ -60,25 +77,55 @@ def run_one(args) -> dict:
                       weight_optimizer=s.w_opt, weight_lr=cfg["weights"]["lr"])
     weights = s.model.weight_parameters()
     amp = autocast(cfg, s.device)
-    cuda = s.device.type == "cuda"
 
     def step():
         loss, _ = s.search_step(train, val, ctx, weights, amp)
         return loss
 
+    return s, step
+
+
+def run_one(args) -> dict:
+    import torch
+
+    s, step = build(args, args.checkpoint)
+    cuda = s.device.type == "cuda"
     for _ in range(args.warmup):
         step()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         step()
     if cuda:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / args.steps
+    cpu_seconds = (time.process_time() - c0) / args.steps
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": seconds, "images_per_s": args.batch / seconds, "peak_mb": peak / 2**20}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "images_per_s": args.batch / seconds, "peak_mb": peak / 2**20}
+
+
+def run_interleaved(args) -> dict:
+    """Median (s/step, CPU s/step) with checkpoint off and on, a step of each in turn."""
+    import statistics
+
+    import torch
+
+    steps = {ck: build(args, ck) for ck in (False, True)}
+    cuda = next(iter(steps.values()))[0].device.type == "cuda"
+    times = {ck: [] for ck in steps}
+    for round_ in range(args.warmup + args.steps):
+        for ck, (_, step) in steps.items():
+            if cuda:
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            step()
+            if cuda:
+                torch.cuda.synchronize()
+            if round_ >= args.warmup:
+                times[ck].append((time.perf_counter() - t0, time.process_time() - c0))
+    return {ck: tuple(statistics.median(x) for x in zip(*t)) for ck, t in times.items()}
 
 
 def main():
@@ -93,6 +140,12 @@ def main():
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config values, e.g. --set estimator.exact=true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--checkpoint", nargs="+", choices=["off", "on"], default=["off", "on"],
+                   help="space.checkpoint values to run (default: both)")
+    p.add_argument("--keep-all", action="store_true",
+                   help="also run with autograd keeping everything (no parameters frozen: before issue 14)")
+    p.add_argument("--interleave", action="store_true",
+                   help="time checkpoint off and on in turn in one process (median of --steps rounds)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
     args = p.parse_args()
     if args.one:
@@ -102,30 +155,54 @@ def main():
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {args.threads or torch.get_num_threads()}, "
+          f"estimator {args.estimator} {' '.join(args.overrides)}, {args.steps} timed steps after {args.warmup} warm-up",
+          flush=True)
+    noises = {"off": (False,), "on": (True,), "both": (False, True)}[args.noise]
+    if args.interleave:
+        print(f"{'device':<6} {'batch':>5} {'noise':>5} {'ckpt':>4} {'s/step':>8} {'CPU s':>7}")
+        for device in devices:
+            for batch in args.batch_sizes:
+                for noise in noises:
+                    one = argparse.Namespace(device=device, batch=batch, noise=noise, estimator=args.estimator,
+                                             steps=args.steps, warmup=args.warmup, threads=args.threads,
+                                             baseline_run=False, overrides=args.overrides)
+                    med = run_interleaved(one)
+                    for ck, (t, c) in med.items():
+                        print(f"{device:<6} {batch:>5} {'on' if noise else 'off':>5} {'on' if ck else 'off':>4} "
+                              f"{t:>8.2f} {c:>7.2f}", flush=True)
+                    print(f"  checkpoint on / off: step time {med[True][0] / med[False][0]:.2f}, "
+                          f"CPU time {med[True][1] / med[False][1]:.2f}", flush=True)
+        return
     rows = []
-    variants = [False, True] if args.baseline else [False]
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, estimator {args.estimator} {' '.join(args.overrides)}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up", flush=True)
-    header = f"{'device':<6} {'path':<9} {'batch':>5} {'noise':>5} {'s/step':>8} {'images/s':>9} {'peak MB':>8}"
+    variants = [("optimized", False, False)]
+    if args.keep_all:
+        variants.append(("keep-all", False, True))
+    if args.baseline:
+        variants.append(("baseline", True, True))
+    header = (f"{'device':<6} {'path':<9} {'batch':>5} {'noise':>5} {'ckpt':>4} {'s/step':>8} {'CPU s':>7} "
+              f"{'images/s':>9} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
     for device in devices:
         for batch in args.batch_sizes:
-            for noise in {"off": (False,), "on": (True,), "both": (False, True)}[args.noise]:
-                for baseline in variants:
-                    one = {"device": device, "batch": batch, "noise": noise, "estimator": args.estimator,
-                           "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
-                           "baseline_run": baseline, "overrides": args.overrides}
-                    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(one)],
-                                         capture_output=True, text=True)
-                    if out.returncode:
-                        print(out.stderr[-2000:], file=sys.stderr)
-                        raise SystemExit(out.returncode)
-                    r = json.loads(out.stdout.strip().splitlines()[-1])
-                    rows.append({**one, **r})
-                    path = "baseline" if baseline else "optimized"
-                    print(f"{device:<6} {path:<9} {batch:>5} {'on' if noise else 'off':>5} {r['seconds']:>8.2f} "
-                          f"{r['images_per_s']:>9.2f} {r['peak_mb']:>8.0f}", flush=True)
+            for noise in noises:
+                for path, baseline, keep_all in variants:
+                    for ck in args.checkpoint:
+                        one = {"device": device, "batch": batch, "noise": noise, "estimator": args.estimator,
+                               "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
+                               "baseline_run": baseline, "keep_all": keep_all, "checkpoint": ck == "on",
+                               "overrides": args.overrides}
+                        out = subprocess.run([sys.executable, __file__, "--one", json.dumps(one)],
+                                             capture_output=True, text=True)
+                        if out.returncode:
+                            print(out.stderr[-2000:], file=sys.stderr)
+                            raise SystemExit(out.returncode)
+                        r = json.loads(out.stdout.strip().splitlines()[-1])
+                        rows.append({**one, **r})
+                        print(f"{device:<6} {path:<9} {batch:>5} {'on' if noise else 'off':>5} {ck:>4} "
+                              f"{r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {r['images_per_s']:>9.2f} "
+                              f"{r['peak_mb']:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

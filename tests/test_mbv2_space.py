@@ -150,12 +150,13 @@ def test_search_config_checks():
     base = {"space": {"name": "mbv2"}}
     cfg = noisydarts.resolve_config(None, base)
     assert cfg["space"] == {"name": "mbv2", "width_mult": 1.0, "stem_stride": 2, "ops": list(CHOICES), "affine": False,
-                            "checkpoint": False}
+                            "checkpoint": "auto"}
     for override, message in [("space.ops=[skip_connect]", "at least one MBConv"),
                               ("space.ops=[mb3_k3,sep_conv_3x3]", "unknown operation 'sep_conv_3x3'"),
                               ("space.stem_stride=4", "stem_stride must be 1"),
                               ("space.width_mult=0", "width_mult must be in"),
-                              ("edge.partial_channels=2", "no partial channels")]:
+                              ("edge.partial_channels=2", "no partial channels"),
+                              ("space.checkpoint=sometimes", "true, false or auto")]:
         with pytest.raises(UserError, match=message):
             noisydarts.resolve_config(None, base, [override])
 

@@ -107,7 +107,8 @@ def test_nb201_presets_resolve():
 
     assert DEFAULT_PRESET == "nb201-quick"
     darts, noisy = config.resolve("nb201-darts"), config.resolve("nb201-noisydarts")
-    assert darts["space"] == noisy["space"] == {"name": "nb201", "channels": 16, "cells_per_stage": 5, "ops": list(NB201_OPS)}
+    assert darts["space"] == noisy["space"] == {"name": "nb201", "channels": 16, "cells_per_stage": 5, "ops": list(NB201_OPS),
+                                                "checkpoint": "auto"}
     assert (darts["noise"]["enabled"], noisy["noise"]["enabled"], noisy["noise"]["lambda"]) == (False, True, 0.2)
     assert darts["weights"]["weight_decay"] == 5e-4 and darts["epochs"] == 50 and darts["batch_size"] == 64
     assert config.resolve("nb201-quick")["space"]["name"] == "nb201"

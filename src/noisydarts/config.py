@@ -144,7 +144,7 @@ NULLABLE: dict[str, type] = {
 }
 
 #: Keys that take "auto" or a boolean (auto | true | false).
-AUTO_OR_BOOL = {"data.in_memory"}
+AUTO_OR_BOOL = {"data.in_memory", "space.checkpoint"}
 
 #: The top-level key of a run's config.yaml that records how the run was made; never a setting.
 PROVENANCE = "provenance"

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config as config_lib
-from . import distributed, guard, runs
+from . import checkpointing, distributed, guard, runs
 from .callbacks import default_callbacks
 from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
@@ -277,10 +277,12 @@ class Searcher:
         x, y = train_batch
         model.set_phase("weights")
         self.w_opt.zero_grad(set_to_none=True)
-        with amp:
-            loss, logits = model.training_loss(x, y)
-        # Gradients for the weights only; alpha keeps the architecture step's gradient out.
-        torch.autograd.backward(loss, inputs=weights)
+        # Gradients for the weights only: alpha frozen, so autograd neither computes nor keeps
+        # what only alpha's gradient needs (every op's output on every mixed edge).
+        with checkpointing.frozen(model.arch_parameters()):
+            with amp:
+                loss, logits = model.training_loss(x, y)
+            torch.autograd.backward(loss, inputs=weights)
         if self.world > 1:  # the global batch's mean gradient, the same on every rank
             for w, g in zip(weights, distributed.all_reduce_mean([w.grad for w in weights], len(y))):
                 w.grad = g

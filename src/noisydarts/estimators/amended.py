@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import checkpointing
 from ..errors import UserError
 from .base import Estimator, StepContext, set_grads, zeros_for_none
 
@@ -44,10 +45,12 @@ class Amended(Estimator):
     def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
         alphas, weights = model.arch_parameters(), model.weight_parameters()
         x, y = val_batch
-        loss_val = ctx.arch_loss(model, x, y)
-        if self.eta == 0:  # exactly first order, at first-order cost
-            set_grads(alphas, ctx.reduce(torch.autograd.grad(loss_val, alphas, allow_unused=True), val_batch))
+        if self.eta == 0:  # exactly first order, at first-order cost (and memory)
+            with checkpointing.frozen(weights):
+                loss_val = ctx.arch_loss(model, x, y)
+                set_grads(alphas, ctx.reduce(torch.autograd.grad(loss_val, alphas, allow_unused=True), val_batch))
             return loss_val.detach()
+        loss_val = ctx.arch_loss(model, x, y)
         grads = torch.autograd.grad(loss_val, alphas + weights, allow_unused=True)
         # Over ranks: g1 and v are means over the global val batch; H and the mixed derivative
         # are means over the global train batch, so H v is reduced before it is used again.

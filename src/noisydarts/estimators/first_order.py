@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import checkpointing
 from .base import Estimator, StepContext, set_grads
 
 DEFAULTS: dict = {}
@@ -13,11 +14,12 @@ DEFAULTS: dict = {}
 class FirstOrder(Estimator):
     def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
         x, y = val_batch
-        loss = ctx.arch_loss(model, x, y)
         params = model.arch_parameters()
-        # Differentiate w.r.t. alpha only: autograd then skips the weight-gradient kernels
-        # of every conv, which a plain loss.backward() would compute and throw away.
-        set_grads(params, ctx.reduce(torch.autograd.grad(loss, params, allow_unused=True), val_batch))
+        # Differentiate w.r.t. alpha only, with the weights frozen: autograd then neither runs
+        # the weight-gradient kernels of every conv nor keeps the tensors only they would read.
+        with checkpointing.frozen(model.weight_parameters()):
+            loss = ctx.arch_loss(model, x, y)
+            set_grads(params, ctx.reduce(torch.autograd.grad(loss, params, allow_unused=True), val_batch))
         return loss.detach()
 
 

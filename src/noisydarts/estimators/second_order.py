@@ -33,8 +33,11 @@ extra forward, as in the DARTS release (they are only used for reporting, never 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
+from .. import checkpointing
 from ..errors import UserError
 from .base import Estimator, StepContext, draw_seed, loss_at, named_weights, set_grads, zeros_for_none
 
@@ -51,8 +54,10 @@ class SecondOrder(Estimator):
         alphas = model.arch_parameters()
         train_seed, val_seed = draw_seed(), draw_seed()
 
-        loss_train = loss_at(model, ctx.loss_fn, train_batch, seed=train_seed)
-        grads_w = torch.autograd.grad(loss_train, weights, allow_unused=True, create_graph=self.exact)
+        # The finite-difference form needs only grad_w L_train here: alpha frozen keeps less.
+        with contextlib.nullcontext() if self.exact else checkpointing.frozen(alphas):
+            loss_train = loss_at(model, ctx.loss_fn, train_batch, seed=train_seed)
+            grads_w = torch.autograd.grad(loss_train, weights, allow_unused=True, create_graph=self.exact)
         # Over ranks, every quantity that moves the evaluation point is the global batch's mean:
         # the virtual step's gradient here (differentiably for the exact product), v below.
         grads_w = zeros_for_none(ctx.reduce(grads_w, train_batch, differentiable=self.exact), weights)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..checkpointing import resolve_checkpoint
 from ..errors import UserError
 from ..mixed import weighting_factory
 from ..noise import build_skip_transform
@@ -120,7 +121,8 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DeepSupernet:
                         noise=build_skip_transform(cfg["noise"]), noise_on_reduction=cfg["noise"]["reduction_skips"],
                         weighting=weighting_factory(cfg), partial_channels=edge["partial_channels"],
                         edges=EDGES[space["edges"]](space["nodes"]), in_channels=in_channels,
-                        dropout=space["dropout"], aux_weight=space["aux_weight"])
+                        dropout=space["dropout"], aux_weight=space["aux_weight"],
+                        checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
 
 
 def validate(cfg: dict) -> None:

@@ -9,6 +9,8 @@ A cell has 4 nodes: node 0 is the cell input, node ``i`` sums an edge from every
 search every edge is a mixed op over none, skip_connect, nor_conv_1x1, nor_conv_3x3 and
 avg_pool_3x3; the cell's BNs have no affine parameters and keep no running statistics (as in the
 benchmark's DARTS baseline). One ``alpha_cell`` [6, 5] is shared by all cells.
+``space.checkpoint`` recomputes every mixed edge in the backward pass instead of keeping its
+internals (:mod:`noisydarts.checkpointing`: the same numbers; ``auto``: on a GPU only).
 
 Derivation (:func:`derive`) is the benchmark's: per edge, the argmax over all ops, ``none``
 included, so every derived cell is one of the 15,625 rows of the ground-truth table and its
@@ -27,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from .. import nb201 as bench
+from ..checkpointing import check_checkpoint, recompute, resolve_checkpoint
 from ..errors import UserError
 from ..mixed import MixedEdge, build_weighting, weighting_factory
 from ..nb201 import NB201_EDGES, NB201_OPS, NB201Arch
@@ -39,6 +42,7 @@ DEFAULTS = {
     "channels": 16,
     "cells_per_stage": 5,
     "ops": list(NB201_OPS),
+    "checkpoint": "auto",  # recompute each mixed edge in the backward pass (true | false | auto: on a GPU)
 }
 
 
@@ -99,9 +103,10 @@ class NB201Supernet(Supernet, _Skeleton):
 
     def __init__(self, num_classes: int, channels: int = 16, cells_per_stage: int = 5, ops=NB201_OPS, *,
                  noise: nn.Module | None = None, weighting: str = "softmax", partial_channels: int = 1,
-                 in_channels: int = 3):
+                 in_channels: int = 3, checkpoint: bool = False):
         super().__init__()
         self.op_names = list(ops)
+        self.checkpoint = checkpoint
         self.noise = noise
         self.arch["alpha_cell"] = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(self.op_names)))
         self.weighting = build_weighting(weighting, self.arch, self.kinds, [t for t, _ in NB201_EDGES])
@@ -119,7 +124,13 @@ class NB201Supernet(Supernet, _Skeleton):
         op_weights, edge_weights = self.mixing_weights(x.shape[0])["cell"]
         rows = op_weights.unbind(0)
         scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
-        return self._run(x, lambda cell, h: _cell_forward(cell, h, lambda edge, s, k: edge(s, rows[k], scales[k])))
+        if self.checkpoint and torch.is_grad_enabled():  # mixed edges recomputed in the backward pass
+            def run_edge(edge, s, k):
+                return recompute(edge, edge, s, rows[k], scales[k])
+        else:
+            def run_edge(edge, s, k):
+                return edge(s, rows[k], scales[k])
+        return self._run(x, lambda cell, h: _cell_forward(cell, h, run_edge))
 
     def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
         """Node 0 is the cell input, node 3 its output."""
@@ -163,12 +174,14 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> NB201Supernet:
     space, edge = cfg["space"], cfg["edge"]
     return NB201Supernet(num_classes, space["channels"], space["cells_per_stage"], space["ops"],
                          noise=build_skip_transform(cfg["noise"]), weighting=weighting_factory(cfg),
-                         partial_channels=edge["partial_channels"], in_channels=in_channels)
+                         partial_channels=edge["partial_channels"], in_channels=in_channels,
+                         checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
 
 
 def validate(cfg: dict) -> None:
     space = cfg["space"]
     check_op_list(space["ops"], NB201_OPS)
+    check_checkpoint(space["checkpoint"])
     for key in ("channels", "cells_per_stage"):
         if space[key] < 1:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")

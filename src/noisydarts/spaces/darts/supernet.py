@@ -12,6 +12,8 @@ takes its inputs from node ``i - 1`` and from c_{k-2} only (8 edges for 4 nodes)
 ops are searched and derivation keeps both edges. ``space.dropout`` (before the classifier) and
 ``space.aux_weight`` (an auxiliary head after the second reduction cell, weighted in the loss)
 bring the evaluation network's regularizers into search (Amended-DARTS' consistency options).
+``space.checkpoint`` recomputes every mixed edge in the backward pass instead of keeping its
+internals (:mod:`noisydarts.checkpointing`: the same numbers; ``auto``: on a GPU only).
 
 Derivation (:func:`derive`) keeps, per node, the two incoming edges whose best non-``none`` op
 weight is largest, and on each edge that op. With PC-DARTS edge normalization the weight ranked
@@ -27,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...checkpointing import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
 from ...heads import AuxiliaryHead
 from ...mixed import MixedEdge, build_weighting, weighting_factory
@@ -44,6 +47,7 @@ DEFAULTS = {
     "edges": "dense",      # dense (every earlier node) | fixed (Amended-DARTS S1: node i-1 and c_{k-2})
     "dropout": 0.0,        # dropout before the classifier during search
     "aux_weight": 0.0,     # weight of an auxiliary head's loss (0 = no head; 0.4 in DARTS evaluation)
+    "checkpoint": "auto",  # recompute each mixed edge in the backward pass (true | false | auto: on a GPU)
 }
 
 
@@ -71,9 +75,10 @@ class SearchCell(nn.Module):
         # Only edges leaving the cell inputs stride in a reduction cell.
         self.edges = nn.ModuleList(make_edge(C, 2 if reduction and s < 2 else 1) for _, s in self.edge_list)
 
-    def forward(self, s0, s1, weights, edge_weights=None):
+    def forward(self, s0, s1, weights, edge_weights=None, checkpoint: bool = False):
         """``weights``: the ``[edges, ops]`` op weights; ``edge_weights``: ``[edges]`` weights of
-        whole edges (PC-DARTS edge normalization) or None."""
+        whole edges (PC-DARTS edge normalization) or None. ``checkpoint``: recompute every mixed
+        edge in the backward pass (:func:`noisydarts.checkpointing.recompute`)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         rows = weights.unbind(0)
         scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
@@ -82,7 +87,8 @@ class SearchCell(nn.Module):
             if target == len(states) + 1:  # edges are ordered by target: the previous node is complete
                 states.append(node)
                 node = None
-            y = self.edges[k](states[source], rows[k], scales[k])
+            edge = self.edges[k]
+            y = recompute(edge, edge, states[source], rows[k], scales[k]) if checkpoint else edge(states[source], rows[k], scales[k])
             node = y if node is None else node + y
         states.append(node)
         return torch.cat(states[2:], dim=1)
@@ -94,9 +100,11 @@ class DartsSupernet(Supernet):
     def __init__(self, num_classes: int, channels: int = 16, layers: int = 8, nodes: int = 4,
                  stem_multiplier: int = 3, ops=NOISYDARTS_OPS, *, noise: nn.Module | None = None,
                  noise_on_reduction: bool = True, weighting: str = "softmax", partial_channels: int = 1,
-                 edges=None, in_channels: int = 3, dropout: float = 0.0, aux_weight: float = 0.0):
+                 edges=None, in_channels: int = 3, dropout: float = 0.0, aux_weight: float = 0.0,
+                 checkpoint: bool = False):
         super().__init__()
         self.op_names = list(ops)
+        self.checkpoint = checkpoint
         self.nodes = nodes
         self.edge_list = list(edges) if edges is not None else dense_edges(nodes)
         if any(s >= t for t, s in self.edge_list) or [t for t, _ in self.edge_list] != sorted(t for t, _ in self.edge_list):
@@ -141,8 +149,9 @@ class DartsSupernet(Supernet):
         weights = self.mixing_weights(x.shape[0])
         s0 = s1 = self.stem(x)
         aux = None
+        checkpoint = self.checkpoint and torch.is_grad_enabled()
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, *self._cell_weights(weights, i, cell))
+            s0, s1 = s1, cell(s0, s1, *self._cell_weights(weights, i, cell), checkpoint=checkpoint)
             if self.aux_head is not None and self.training and i == 2 * len(self.cells) // 3:
                 aux = self.aux_head(s1)
         return self.classifier(self.dropout(self.pool(s1).flatten(1))), aux
@@ -244,12 +253,13 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
                          noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=weighting_factory(cfg),
                          partial_channels=edge["partial_channels"], in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
-                         aux_weight=space["aux_weight"])
+                         aux_weight=space["aux_weight"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
 
 
 def validate(cfg: dict) -> None:
     space = cfg["space"]
     check_op_list(space["ops"])
+    check_checkpoint(space["checkpoint"])
     if space["edges"] not in EDGES:
         raise UserError(f"space.edges must be one of {', '.join(EDGES)}, got {space['edges']!r}")
     if not 0 <= space["dropout"] < 1 or space["aux_weight"] < 0:

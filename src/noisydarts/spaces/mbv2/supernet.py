@@ -25,9 +25,9 @@ in DARTS search cells; stem, DS block and head are affine.
 
 **Memory.** The full supernet keeps about 0.32 GB of activations per 224 px image (fp32), so the
 paper's batch 768 would need about 240 GB. ``space.checkpoint`` recomputes each layer in the
-backward pass (:func:`torch.utils.checkpoint.checkpoint`) and keeps only the layers' inputs,
-for about one more forward pass of compute. The recomputation updates BN running statistics a
-second time (they only serve the search's validation accuracy).
+backward pass (:func:`noisydarts.checkpointing.recompute`) and keeps only the layers' inputs,
+for about one more forward pass of compute, with the same numbers (noise replayed, BN running
+statistics updated once); ``auto`` (the default) turns it on on a GPU only.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
+from ...checkpointing import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
 from ...mixed import WEIGHTINGS, apply_op
 from ...noise import build_skip_transform
@@ -52,7 +52,7 @@ DEFAULTS = {
     "stem_stride": 2,     # 2 on ImageNet (224 px); 1 for CIFAR-sized images
     "ops": list(CHOICES),
     "affine": False,      # affine BN in the candidate blocks (DARTS search cells: no)
-    "checkpoint": False,  # recompute each layer in the backward pass instead of keeping its activations
+    "checkpoint": "auto",  # recompute each layer in the backward pass (true | false | auto: on a GPU)
 }
 
 
@@ -145,7 +145,7 @@ class MBV2Supernet(Supernet):
         for layer, w in zip(self.layers, rows):
             if self.checkpoint and torch.is_grad_enabled():
                 # The RNG state is replayed, so the recomputation draws the same noise.
-                x = checkpoint(layer, x, w, use_reentrant=False)
+                x = recompute(layer, layer, x, w)
             else:
                 x = layer(x, w)
         return self.classifier(self.head(x))
@@ -175,12 +175,14 @@ def build(cfg: dict, num_classes: int, in_channels: int = 3) -> MBV2Supernet:
     space = cfg["space"]
     return MBV2Supernet(num_classes, space["width_mult"], space["stem_stride"], space["ops"],
                         noise=build_skip_transform(cfg["noise"]), weighting=cfg["edge"]["weighting"],
-                        affine=space["affine"], checkpoint=space["checkpoint"], in_channels=in_channels)
+                        affine=space["affine"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
+                        in_channels=in_channels)
 
 
 def validate(cfg: dict) -> None:
     space = cfg["space"]
     check_op_list(space["ops"], CHOICES)
+    check_checkpoint(space["checkpoint"])
     if not any(op != IDENTITY for op in space["ops"]):
         raise UserError("space.ops needs at least one MBConv choice (6 of the 19 layers have no identity)")
     if not (isinstance(space["width_mult"], (int, float)) and 0 < space["width_mult"] <= 4):
