@@ -79,6 +79,25 @@ def test_every_space_from_search_to_export(name, tmp_path):
         torch.testing.assert_close(torch.jit.load(str(path))(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_space_resumes_exactly(name, tmp_path):
+    """Stopped after epoch 1 and resumed, a search ends bit for bit where the uninterrupted one
+    does (alpha, weights, BN buffers and both optimizers), in every registered space."""
+    space = get_space(name)
+    cfg = tiny_search(space) | {"epochs": 2}
+    full = noisydarts.search(cfg, out=tmp_path / "full", progress=False)
+    noisydarts.search(cfg, out=tmp_path / "part", progress=False, stop_after=1)
+    resumed = noisydarts.search(resume=tmp_path / "part", progress=False)
+    assert str(resumed.genotype) == str(full.genotype)
+    a, b = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("full", "part"))
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["a_opt"]["state"].keys() == b["a_opt"]["state"].keys()
+    for k, state in a["a_opt"]["state"].items():
+        assert all(torch.equal(v, b["a_opt"]["state"][k][n]) for n, v in state.items() if torch.is_tensor(v))
+
+
 def test_nb201_run_directory_sizes_to_the_table_exactly(tmp_path):
     space = get_space("nb201")
     run = noisydarts.search(tiny_search(space), out=tmp_path / "run", progress=False)
