@@ -203,6 +203,15 @@ def main():
                         print(f"{device:<6} {path:<9} {batch:>5} {'on' if noise else 'off':>5} {ck:>4} "
                               f"{r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {r['images_per_s']:>9.2f} "
                               f"{r['peak_mb']:>8.0f}", flush=True)
+    # The lead over the release-like path, measured in this run (issue 14 part 5).
+    for row in rows:
+        base = next((b for b in rows if b["baseline_run"] and not row["baseline_run"] and not row["keep_all"]
+                     and all(b[k] == row[k] for k in ("device", "batch", "noise", "checkpoint"))), None)
+        if base is not None:
+            print(f"{row['device']} batch {row['batch']} noise {'on' if row['noise'] else 'off'} checkpoint "
+                  f"{'on' if row['checkpoint'] else 'off'}: baseline / optimized step time "
+                  f"{base['seconds'] / row['seconds']:.2f}x, CPU time {base['cpu_seconds'] / row['cpu_seconds']:.2f}x, "
+                  f"peak memory optimized / baseline {row['peak_mb'] / base['peak_mb']:.2f}")
 
 
 if __name__ == "__main__":
