@@ -121,7 +121,8 @@ def memory(args, batch) -> dict:
     out = {}
     for name in METHODS:
         one = {"device": args.device, "batch": batch, "noise": False, "estimator": "first_order", "steps": 1,
-               "warmup": 1, "threads": args.threads, "baseline_run": False, "overrides": overrides[name]}
+               "warmup": 1, "threads": args.threads, "baseline_run": False, "keep_all": False,
+               "checkpoint": False, "overrides": overrides[name]}
         r = subprocess.run([sys.executable, str(script), "--one", json.dumps(one)], capture_output=True, text=True)
         if r.returncode == 0:
             out[name] = json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
