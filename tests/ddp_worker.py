@@ -59,7 +59,8 @@ def merged(base: dict, extra: dict) -> dict:
 
 
 def tensors_of(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # (a weighting's extra state, e.g. SI-VDNAS' generator and counters, is not a tensor)
+    return {k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in model.state_dict().items()}
 
 
 def scenario_search(out: Path) -> None:
@@ -103,6 +104,36 @@ def scenario_steps(out: Path, steps: int = 2) -> None:
         save(out, f"steps_{name}", {**tensors_of(s.model), **{k: v for g in grads for k, v in g.items()}})
 
 
+#: Methods with state or randomness of their own that must stay the same on every rank: gradient
+#: projection (its generator orders the edges), SI-VDNAS (Bernoulli masks from its own generator;
+#: Gaussian noise per rank), PC-DARTS partial channels, and recomputation in the backward pass.
+METHODS = {
+    "projection": {"edge": {"weighting": "edge_norm"}, "arch": {"projection": {"groups": "edge_in"}}},
+    "si_vdnas": {"edge": {"weighting": "si_vdnas"}, "noise": {"enabled": False}},
+    "partial_channels": {"edge": {"weighting": "edge_norm", "partial_channels": 2}},
+    "checkpoint": {"space": {"checkpoint": True}},
+}
+
+
+def scenario_methods(out: Path, steps: int = 3) -> None:
+    """A few search steps of each method (NoisyDARTS noise on unless a method turns it off, each
+    rank its own draws): every rank's α and weights after them."""
+    from noisydarts import resolve_config
+    from noisydarts.search import Searcher, autocast
+
+    for name, extra in METHODS.items():
+        cfg = resolve_config(config_file=merged(TINY, extra))
+        s = Searcher(cfg, out, progress=False)
+        s.model.train()
+        ctx = s.step_context(cfg["weights"]["lr"])
+        weights = s.model.weight_parameters()
+        batches = zip(s.train_batches.epoch(0), s.arch_batches.epoch(0))
+        for _ in range(steps):
+            train, val = next(batches)
+            s.search_step(train, val, ctx, weights, autocast(cfg, s.device))
+        save(out, f"method_{name}", tensors_of(s.model))
+
+
 def scenario_train(out: Path) -> None:
     """One epoch of `noisydarts train` (SyncBatchNorm, no drop-path): the weights after it."""
     from noisydarts.train import resolve_config, train
@@ -115,7 +146,8 @@ def scenario_train(out: Path) -> None:
     save(out, "train", {"model": tensors_of(result.model), "test_acc": result.test_acc})
 
 
-SCENARIOS = {"search": scenario_search, "steps": scenario_steps, "train": scenario_train}
+SCENARIOS = {"search": scenario_search, "steps": scenario_steps, "methods": scenario_methods,
+             "train": scenario_train}
 
 
 def _remember_searchers() -> None:

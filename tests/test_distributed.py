@@ -42,7 +42,7 @@ def ddp(tmp_path_factory):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(Path(__file__).parent / "ddp_worker.py"), str(out), "search", "steps", "train"],
+                        str(Path(__file__).parent / "ddp_worker.py"), str(out), "search", "steps", "methods", "train"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     return out
@@ -52,10 +52,20 @@ def load(out: Path, name: str, rank: int):
     return torch.load(out / f"{name}.rank{rank}.pt", weights_only=False)
 
 
-def assert_identical(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+def assert_identical(a, b, where: str = "") -> None:
+    """Bit-identical tensors, in nested dicts and lists alike."""
+    if torch.is_tensor(a):
+        assert torch.is_tensor(b) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_identical(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
 
 
 @needs_gloo
@@ -66,6 +76,12 @@ def test_alpha_and_weights_are_bit_identical_on_both_ranks(ddp):
         assert_identical(r0["model"], r1["model"])  # α, weights and the BN statistics (averaged over ranks)
     for name in ddp_worker.ESTIMATORS:
         assert_identical(load(ddp, f"steps_{name}", 0), load(ddp, f"steps_{name}", 1))
+    for name in ddp_worker.METHODS:  # gradient projection, SI-VDNAS masks, partial channels, recomputation
+        # mid-epoch: each rank's BN running statistics are still its own (averaged at the epoch's end)
+        r0, r1 = ({k: v for k, v in load(ddp, f"method_{name}", r).items()
+                   if "running_" not in k and "num_batches" not in k} for r in (0, 1))
+        assert_identical(r0, r1)
+        assert any("mask" in k for k in r0) == (name == "si_vdnas")
     assert_identical(load(ddp, "train", 0)["model"], load(ddp, "train", 1)["model"])
     assert any(k.startswith("arch.") for k in load(ddp, "search_full", 0)["model"])
 
