@@ -44,11 +44,9 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from .config import DISTRIBUTED_DEFAULTS as DEFAULTS
 from .errors import UserError
 
-from .config import DISTRIBUTED_BACKENDS as BACKENDS
-from .config import DISTRIBUTED_DEFAULTS as DEFAULTS
-from .config import NOISE_STD
 #: Gradient tensors are reduced in flat buffers of at most this many bytes (one per dtype).
 BUCKET_BYTES = 64 * 2**20
 
