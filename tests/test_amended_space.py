@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from noisydarts import config as config_lib
 from noisydarts.estimators import StepContext, build_estimator
 from noisydarts.estimators.base import loss_at
-from noisydarts.noise import SkipNoise
 from noisydarts.search import cross_entropy
 from noisydarts.spaces import build_supernet
 from noisydarts.spaces.amended import DeepSupernet
