@@ -31,14 +31,12 @@ import time
 
 
 def run_one(args) -> dict:
-    import tempfile
-
     import torch
+    from _common import ready_searcher
 
     from noisydarts import config
-    from noisydarts.estimators import StepContext
     from noisydarts.hessian import dominant_eigenvalue
-    from noisydarts.search import Searcher, autocast, cross_entropy
+    from noisydarts.search import cross_entropy
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     cfg = config.resolve(overrides=list(args.overrides), config_file={
@@ -47,13 +45,7 @@ def run_one(args) -> dict:
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4},
         "noise": {"enabled": True}, "monitor": {"hessian_every": 1},
     })
-    s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
-    s.model.train()
-    train = next(iter(s.train_batches.epoch(0)))
-    val = next(iter(s.arch_batches.epoch(0)))
-    ctx = StepContext(loss_fn=cross_entropy, weight_optimizer=s.w_opt, weight_lr=cfg["weights"]["lr"])
-    weights = s.model.weight_parameters()
-    amp = autocast(cfg, s.device)
+    s, (train, val, ctx, weights, amp) = ready_searcher(cfg)
     cuda = s.device.type == "cuda"
 
     def sync():

@@ -81,22 +81,12 @@ def saved_mb(method: str, batch: int) -> float:
 
 
 def run_one(args) -> dict:
-    import tempfile
-
     import torch
-
-    from noisydarts.estimators import StepContext
-    from noisydarts.search import Searcher, autocast, cross_entropy
+    from _common import ready_searcher
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     cfg = resolve(args.method, args.batch, args.device, args.overrides)
-    s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
-    s.model.train()
-    train = next(iter(s.train_batches.epoch(0)))
-    val = next(iter(s.arch_batches.epoch(0)))
-    ctx = StepContext(loss_fn=cross_entropy, weight_optimizer=s.w_opt, weight_lr=cfg["weights"]["lr"])
-    weights = s.model.weight_parameters()
-    amp = autocast(cfg, s.device)
+    s, (train, val, ctx, weights, amp) = ready_searcher(cfg)
     cuda = s.device.type == "cuda"
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -132,12 +122,9 @@ def run_one(args) -> dict:
 def run_interleaved(args, batch: int) -> dict:
     """Median s/step of every method, timed in turn in this process (see the module docstring)."""
     import statistics
-    import tempfile
 
     import torch
-
-    from noisydarts.estimators import StepContext
-    from noisydarts.search import Searcher, autocast, cross_entropy
+    from _common import ready_searcher
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,14 +132,10 @@ def run_interleaved(args, batch: int) -> dict:
     runs = {}
     for method in args.methods:
         cfg = resolve(method, batch, device, args.overrides)
-        s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
-        s.model.train()
-        batches = next(iter(s.train_batches.epoch(0))), next(iter(s.arch_batches.epoch(0)))
-        ctx = StepContext(loss_fn=cross_entropy, weight_optimizer=s.w_opt, weight_lr=cfg["weights"]["lr"])
-        runs[method] = (s, batches, ctx, s.model.weight_parameters(), autocast(cfg, s.device))
+        runs[method] = ready_searcher(cfg)
     times = {m: [] for m in runs}
     for round_ in range(args.warmup + args.steps):
-        for method, (s, (train, val), ctx, weights, amp) in runs.items():
+        for method, (s, (train, val, ctx, weights, amp)) in runs.items():
             if s.device.type == "cuda":
                 torch.cuda.synchronize()
             t0, c0 = time.perf_counter(), time.process_time()
