@@ -17,17 +17,10 @@ import torch
 
 torch.set_num_threads(1)
 
-#: A tiny DARTS supernet; batches of 16 (8 per rank under two ranks).
-TINY = {
-    "epochs": 2,
-    "batch_size": 16,
-    "data": {"name": "cifar10-mini", "limit": 96, "resolution": 16},
-    "space": {"name": "darts", "channels": 4, "layers": 3, "nodes": 2},
-    "weights": {"lr": 0.05},
-    "arch": {"lr": 3.0e-3},
-    "plots": False,
-    "device": "cpu",
-}
+from conftest import TINY_SEARCH  # noqa: E402  (tests/ is on the workers' path)
+
+#: The suite's tiny DARTS supernet, on the CPU; batches of 16 (8 per rank under two ranks).
+TINY = {**TINY_SEARCH, "device": "cpu"}
 #: Estimators whose DDP steps must equal a single process's at the global batch. Second order with
 #: xi = 0.01, not the weight lr 0.05: at 0.05 this tiny supernet's first unrolled step is so badly
 #: conditioned that a 1e-6 relative change of the weights moves the alpha-gradient by 1.2e-3 in a
