@@ -1,18 +1,21 @@
-"""Does DARTS collapse to skip connections in NAS-Bench-201, and does NoisyDARTS avoid it?
+"""Does DARTS collapse to skip connections in NAS-Bench-201, and do the remedies avoid it?
 
 A thin call of ``noisydarts compare`` (:func:`noisydarts.compare.compare`): the NB201 presets of
-every method (``nb201-darts``, ``nb201-noisydarts``, ``nb201-pc-darts``, ``nb201-pc-darts-gp``;
-``--methods`` picks some) on the same data and budget for each seed, in parallel
-processes, resumable (run the same command again), ending with the table of mean ± std over the
-seeds (NB201 test accuracies of the derived cell, skip counts, search time) and OUT/report.html.
-Equivalent to::
+every method (``nb201-darts``, ``nb201-noisydarts``, ``nb201-amended``, ``nb201-pc-darts``,
+``nb201-pc-darts-gp``, ``nb201-si-vdnas``; ``--methods`` picks some) on the same data and budget for
+each seed, in parallel processes, resumable (run the same command again), ending with the table of
+mean ± std over the seeds (NB201 test accuracies of the derived cell, skip counts, search time) and
+OUT/report.html with the overlay plots.
 
-    noisydarts compare nb201-darts nb201-noisydarts nb201-pc-darts nb201-pc-darts-gp --seeds 0 1 2 --set epochs=20 --data DIR --out OUT
+A shorter run keeps each recipe's share of α warm-up: PC-DARTS and SI-VDNAS freeze α for 15 of
+their 50 epochs, so ``--epochs 10`` freezes it for round(15 * 10 / 50) = 3 (``--keep-warmup off``:
+the presets' warm-up as it is, which must then be below ``--epochs``). The methods go to compare as
+(name, config) pairs, so their names stay the preset names.
 
-Example (the CPU budget of the README; the presets' own sizes are C=16, N=5, 50 epochs)::
+Example (the README's collapse budget: the full-depth supernet at 16x16 on 4,000 + 4,000 images)::
 
-    python benchmarks/nb201_collapse.py --seeds 0 1 2 --epochs 20 --data /work/data/cifar10 --out runs/collapse \\
-        --set space.channels=8 --set space.cells_per_stage=1 --set data.limit=16000 --set data.resolution=16 --set plots=false
+    python benchmarks/nb201_collapse.py --seeds 0 1 2 --epochs 10 --data /work/data/cifar10 --out runs/collapse \\
+        --set data.limit=8000 --set data.resolution=16 --set plots=false --jobs 2 --threads 1
 """
 
 from __future__ import annotations
@@ -20,10 +23,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from noisydarts import config as config_lib
 from noisydarts.compare import compare
 from noisydarts.errors import UserError
 
-METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-pc-darts", "nb201-pc-darts-gp"]
+METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-amended", "nb201-pc-darts", "nb201-pc-darts-gp", "nb201-si-vdnas"]
+
+
+def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: bool) -> dict:
+    """The preset with the overrides at ``epochs``; its α warm-up scaled to the same share of the run."""
+    cfg = config_lib.resolve(preset, None, [o for o in overrides if not o.startswith("epochs=")]
+                             + [f"epochs={epochs}"] + (["warmup_epochs=0"] if keep_warmup else []))
+    if keep_warmup:
+        own = config_lib.load_preset(preset)
+        cfg["warmup_epochs"] = round(own.get("warmup_epochs", 0) * epochs / own.get("epochs", epochs))
+    return cfg
 
 
 def main(argv=None) -> int:
@@ -36,10 +50,17 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, help="runs at a time (default: one per CPU core)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    p.add_argument("--keep-warmup", choices=["share", "off"], default="share",
+                   help="share: scale each preset's alpha warm-up to the same share of --epochs (default); "
+                        "off: keep it as it is")
     args = p.parse_args(argv)
     overrides = [*args.overrides, f"epochs={args.epochs}"] + ([f"data.name={args.data}"] if args.data else [])
     try:
-        result = compare(args.methods, args.seeds, overrides, out=args.out, jobs=args.jobs, threads=args.threads)
+        methods = [(m, method_config(m, args.epochs, overrides, args.keep_warmup == "share")) for m in args.methods]
+        for name, cfg in methods:
+            if cfg["warmup_epochs"]:
+                print(f"{name}: alpha frozen for the first {cfg['warmup_epochs']} of {args.epochs} epochs")
+        result = compare(methods, args.seeds, overrides, out=args.out, jobs=args.jobs, threads=args.threads)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

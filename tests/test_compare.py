@@ -68,6 +68,21 @@ def test_method_names_sources_and_bad_methods(tmp_path):
         plan_methods(["quick"], ["epoch=3"])
 
 
+def test_a_method_given_as_a_name_and_a_config_dict():
+    variant = copy.deepcopy(TINY_SEARCH) | {"warmup_epochs": 1}
+    methods = plan_methods(["quick", ("pc 1/3", variant), ("quick", TINY_SEARCH)], ["epochs=3"])
+    assert [m.name for m in methods] == ["quick", "pc_1_3", "quick-2"]
+    assert methods[1].source == "python:pc 1/3"
+    assert (methods[1].config["warmup_epochs"], methods[1].config["epochs"]) == (1, 3)
+    assert methods[2].config["warmup_epochs"] == 0
+    with pytest.raises(UserError, match="listed twice"):
+        plan_methods([("a", TINY_SEARCH), ("a", variant)], [])
+    with pytest.raises(UserError, match=r"\(name, config dict\) pair"):
+        plan_methods([("a", "quick")], [])
+    with pytest.raises(UserError, match=r"warmup_epochs \(1\) must be below epochs \(1\)"):
+        plan_methods([("a", variant)], ["epochs=1"])
+
+
 def test_workers_per_core_and_per_gpu():
     assert plan_workers(6, None, 2, []) == (2, 1, [None, None])        # a process per core
     assert plan_workers(4, None, 16, []) == (4, 4, [None] * 4)          # fewer runs than cores: more threads each

@@ -7,6 +7,8 @@ import torch
 import yaml
 
 import noisydarts
+from noisydarts import resolve_config
+from noisydarts.errors import UserError
 from noisydarts.search import search
 
 
@@ -69,12 +71,20 @@ def test_same_seed_same_result_and_noise_changes_it(tiny_config, tmp_path):
 
 
 def test_warmup_keeps_alpha_frozen(tiny_config, tmp_path):
-    run = search(tiny_config | {"epochs": 1, "warmup_epochs": 1}, out=tmp_path / "w", progress=False)
-    state = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["model"]
-    torch.manual_seed(tiny_config.get("seed", 0))
-    # alpha never moved from its 1e-3 * randn initialization: all softmax weights ~ 1/7
-    assert state["arch.alpha_normal"].abs().max() < 0.01
+    run = search(tiny_config | {"epochs": 2, "warmup_epochs": 1}, out=tmp_path / "w", progress=False)
+    from noisydarts.search import Searcher
+    start = Searcher(resolve_config(config_file=tiny_config | {"epochs": 2, "warmup_epochs": 1}), tmp_path / "start",
+                     progress=False).model.arch_weights()
+    start = {k: [[round(float(v), 6) for v in row] for row in w.tolist()] for k, w in start.items()}
+    # epoch 1 (warm-up) ends with alpha exactly where the seed put it; epoch 2 trains it
+    assert run.alpha_history[0] == start
+    assert run.alpha_history[1] != start
     assert run.metrics[0]["train_loss"] > 0
+
+
+def test_a_warmup_that_outlives_the_run_is_refused(tiny_config):
+    with pytest.raises(UserError, match=r"warmup_epochs \(15\) must be below epochs \(12\).*warmup_epochs=3"):
+        resolve_config(config_file=tiny_config | {"epochs": 12, "warmup_epochs": 15})
 
 
 def test_edge_norm_and_partial_channels_plug_into_the_same_loop(tiny_config, tmp_path):

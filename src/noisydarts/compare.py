@@ -1,7 +1,7 @@
 """Methods x seeds in one command: ``noisydarts compare``.
 
 ``compare(["nb201-darts", "nb201-noisydarts"], seeds=[0, 1, 2], overrides=["epochs=20"], out="runs/cmp")``
-runs every method (a preset name or a YAML config file) with every seed, the overrides applied to
+runs every method (a preset name, a YAML config file or a ``(name, config dict)`` pair) with every seed, the overrides applied to
 all, each in its own run directory ``OUT/<method>-s<seed>``, and ends with a summary over the
 seeds: ``summary.md``, ``summary.csv`` (one row per method and metric), ``runs.csv`` (one row per
 run), ``summary.json`` and a self-contained ``report.html`` with overlay figures
@@ -69,16 +69,21 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "method"
 
 
-def plan_methods(specs: list[str], overrides: list[str]) -> list[Method]:
-    """Resolve each preset or config file with the overrides (a bad one is a UserError before
-    anything runs) and name it; names are made unique with -2, -3, ..."""
+def plan_methods(specs: list, overrides: list[str]) -> list[Method]:
+    """Resolve each preset, config file or (name, config dict) pair with the overrides (a bad one
+    is a UserError before anything runs) and name it; names are made unique with -2, -3, ..."""
     if not specs:
         raise UserError("name at least one method: a preset (see `noisydarts presets`) or a YAML config file")
     if any(o.partition("=")[0].strip() == "seed" for o in overrides):
         raise UserError("--set seed=... conflicts with --seeds: give the seeds with --seeds")
     methods, names, sources = [], set(), set()
     for spec in specs:
-        if spec in config_lib.preset_names():
+        if isinstance(spec, tuple):  # (name, config mapping): a variant built in Python
+            if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], dict):
+                raise UserError(f"a method given in Python is a (name, config dict) pair, got {spec!r:.80}")
+            source, name = f"python:{spec[0]}", _safe(spec[0])
+            cfg = config_lib.resolve(config_lib.DEFAULT_PRESET, spec[1], overrides)
+        elif spec in config_lib.preset_names():
             source, name, cfg = spec, spec, config_lib.resolve(spec, None, overrides)
         elif Path(spec).is_file():
             source, name = str(Path(spec).resolve()), _safe(Path(spec).stem)
@@ -545,10 +550,11 @@ def write_summary(result: CompareResult, plan: dict) -> list[Path]:
 
 # --- the entry point -----------------------------------------------------------------------------
 
-def compare(methods: list[str], seeds: list[int] = (0, 1, 2), overrides: list[str] = (), *, out: str | Path,
+def compare(methods: list, seeds: list[int] = (0, 1, 2), overrides: list[str] = (), *, out: str | Path,
             jobs: int | None = None, threads: int | None = None, progress: bool = True,
             stop_after: int | None = None) -> CompareResult:
-    """Run every method (a preset name or a YAML config file) with every seed, ``overrides``
+    """Run every method (a preset name, a YAML config file, or a ``(name, config dict)`` pair, resolved
+    over the default preset as a config file is) with every seed, ``overrides``
     (``KEY=VALUE``) applied to all, in ``out``; return the summary (also written to ``out``).
     ``jobs``: runs at a time; ``threads``: torch threads per run (defaults: see the module
     docstring; a run's results depend on its thread count in the last bits). ``stop_after``: each run stops

@@ -376,6 +376,12 @@ def validate(cfg: dict) -> None:
     _check(cfg["epochs"] >= 1, f"epochs must be at least 1, got {cfg['epochs']}")
     _check(cfg["batch_size"] >= 1, f"batch_size must be positive, got {cfg['batch_size']}")
     _check(0 <= cfg["warmup_epochs"], f"warmup_epochs must be >= 0, got {cfg['warmup_epochs']}")
+    # A preset's warm-up (PC-DARTS, SI-VDNAS: 15 of 50 epochs) outlives a shortened run: alpha would
+    # never train and the "result" would be its random initialization.
+    _check(cfg["warmup_epochs"] < cfg["epochs"],
+           f"warmup_epochs ({cfg['warmup_epochs']}) must be below epochs ({cfg['epochs']}): alpha is frozen for the "
+           f"warm-up and would never train; shorten it, e.g. --set warmup_epochs={cfg['epochs'] * 3 // 10} "
+           f"(30 %, the share of the PC-DARTS and SI-VDNAS recipes' 15 of 50 epochs)")
     _check(0.0 < cfg["train_portion"] < 1.0, f"train_portion must be in (0, 1), got {cfg['train_portion']}")
     check_choice("amp", cfg["amp"], ("auto", "on", "off"))
     noise = cfg["noise"]
