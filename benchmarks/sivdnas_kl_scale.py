@@ -42,7 +42,7 @@ def main():
     cfg = config.resolve("si-vdnas-cifar10", overrides={
         "data": {"name": args.data, "limit": args.limit}, "batch_size": args.batch, "device": "cpu",
         "space": {"channels": args.channels, "layers": args.layers}, "epochs": args.warmup + 1,
-        "warmup_epochs": args.warmup + 1, "plots": False})
+        "warmup_epochs": args.warmup, "plots": False})  # the epochs run below keep alpha frozen
     s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
     for epoch in range(args.warmup):
         print(f"warm-up epoch {epoch + 1}: {s.train_epoch(epoch)}", flush=True)

@@ -63,6 +63,26 @@ def test_none_is_never_computed_but_matches_computing_it():
     assert torch.allclose(g, g2, atol=1e-5)
 
 
+def test_the_fused_weighted_sum_equals_the_explicit_one_with_per_sample_weights_to_second_order():
+    """sum_k w_k o_k(x) by fused multiply-adds: the output, the weight gradient and a
+    Hessian-vector product (second-order DARTS differentiates twice) equal the explicit sum."""
+    torch.manual_seed(0)
+    names = ["none", "skip_connect", "avg_pool_3x3", "sep_conv_3x3"]
+    edge = MixedEdge(names, 4, 1, bn_after_pool=True).double()
+    x = torch.randn(3, 4, 6, 6, dtype=torch.float64)
+    for shape in ((4,), (4, 3, 1, 1, 1)):  # one weight per op; one per op and sample (SI-VDNAS)
+        w = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        v = torch.randn_like(w)
+        results = []
+        for fused in (True, False):
+            out = edge(x, w) if fused else sum(w[k] * op(x) for k, op in zip(edge.active, edge.ops))
+            (g,) = torch.autograd.grad(out.square().sum(), w, create_graph=True)
+            (hv,) = torch.autograd.grad((g * v).sum(), w)
+            results.append((out, g, hv))
+        for a, b in zip(*results):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_derivation_on_hand_made_weights():
     ops = list(DARTS_OPS)
     edges = dense_edges(4)

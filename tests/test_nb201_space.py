@@ -114,6 +114,18 @@ def test_nb201_presets_resolve():
     assert config.resolve("nb201-quick")["space"]["name"] == "nb201"
 
 
+def test_the_remedies_nb201_presets_differ_from_nb201_darts_only_in_their_method():
+    from noisydarts import config
+
+    darts = config.resolve("nb201-darts")
+    amended, sivdnas = config.resolve("nb201-amended"), config.resolve("nb201-si-vdnas")
+    assert amended["estimator"] == {"name": "amended", "eta": 0.1}          # Amended-DARTS Sec. 4.1.1
+    assert (sivdnas["edge"]["weighting"], sivdnas["warmup_epochs"]) == ("si_vdnas", 15)  # SI-VDNAS Sec. 4.2
+    for cfg, method_keys in ((amended, {"estimator"}), (sivdnas, {"edge", "warmup_epochs"})):
+        differing = {k for k in darts if k != "description" and cfg[k] != darts[k]}
+        assert differing == method_keys
+
+
 def test_progress_line_shows_benchmark_accuracies():
     from noisydarts.search import _summary_line
 

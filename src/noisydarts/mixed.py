@@ -97,7 +97,9 @@ class MixedEdge(nn.Module):
         out = None
         for k, op, transform in zip(self.active, self.ops, self.transforms):
             y = apply_op(op, x, transform)
-            out = y * w[k] if out is None else out + y * w[k]
+            # fused multiply-add: one kernel and one new tensor per op instead of two (``out + y * w``);
+            # out of place, so dtype promotion and autograd are those of the unfused sum
+            out = y * w[k] if out is None else torch.addcmul(out, y, w[k])
         if self.partial > 1:
             if self.bypass_pool is not None:
                 bypass = self.bypass_pool(bypass)
