@@ -31,13 +31,13 @@ METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-amended", "nb201-pc-darts",
 
 
 def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: bool) -> dict:
-    """The preset with the overrides at ``epochs``; its α warm-up scaled to the same share of the run."""
-    cfg = config_lib.resolve(preset, None, [o for o in overrides if not o.startswith("epochs=")]
-                             + [f"epochs={epochs}"] + (["warmup_epochs=0"] if keep_warmup else []))
-    if keep_warmup:
-        own = config_lib.load_preset(preset)
-        cfg["warmup_epochs"] = round(own.get("warmup_epochs", 0) * epochs / own.get("epochs", epochs))
-    return cfg
+    """The preset with the overrides (``epochs=...`` among them); with ``keep_warmup``, its α warm-up
+    scaled to the same share of ``epochs`` as of the preset's own epochs."""
+    if not keep_warmup:
+        return config_lib.resolve(preset, None, overrides)
+    own = config_lib.load_preset(preset)
+    warmup = round(own.get("warmup_epochs", 0) * epochs / own.get("epochs", epochs))
+    return config_lib.resolve(preset, None, [f"warmup_epochs={warmup}", *overrides])
 
 
 def main(argv=None) -> int:
