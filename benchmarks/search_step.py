@@ -23,6 +23,13 @@ disturbed by the other processes than the wall time.
 
 ``--interleave`` times checkpoint off and on in one process, a step of each in turn, and prints
 the medians and their ratio (the load of a shared machine then hits both alike; no memory column).
+
+``--compile off default`` also runs every optimized configuration with ``compile`` (torch.compile
+of each mixed edge, :mod:`noisydarts.compiling`; ``reduce-overhead`` adds CUDA graphs on a GPU).
+"first s" is the first (warm-up) step's time: compiling happens there (eager's first step also sets
+up its kernels).
+
+    python benchmarks/search_step.py --batch-sizes 32 --checkpoint off --compile off default
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ def build(args, checkpoint: bool):
         "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4, "checkpoint": checkpoint},
         "noise": {"enabled": args.noise}, "estimator": {"name": args.estimator},
+        "compile": getattr(args, "compile", "off"),
     })
     s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
     if args.baseline_run:
@@ -90,8 +98,13 @@ def run_one(args) -> dict:
 
     s, step = build(args, args.checkpoint)
     cuda = s.device.type == "cuda"
+    first = None
     for _ in range(args.warmup):
+        t0 = time.perf_counter()
         step()
+        if cuda:
+            torch.cuda.synchronize()
+        first = time.perf_counter() - t0 if first is None else first
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -103,7 +116,8 @@ def run_one(args) -> dict:
     seconds = (time.perf_counter() - t0) / args.steps
     cpu_seconds = (time.process_time() - c0) / args.steps
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "images_per_s": args.batch / seconds, "peak_mb": peak / 2**20}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "images_per_s": args.batch / seconds, "peak_mb": peak / 2**20,
+            "first_seconds": first}
 
 
 def run_interleaved(args) -> dict:
@@ -144,6 +158,8 @@ def main():
                    help="space.checkpoint values to run (default: both)")
     p.add_argument("--keep-all", action="store_true",
                    help="also run with autograd keeping everything (no parameters frozen: before issue 14)")
+    p.add_argument("--compile", nargs="+", choices=["off", "default", "reduce-overhead", "max-autotune"],
+                   default=["off"], help="compile values to run the optimized path with (default: off)")
     p.add_argument("--interleave", action="store_true",
                    help="time checkpoint off and on in turn in one process (median of --steps rounds)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
@@ -166,7 +182,7 @@ def main():
                 for noise in noises:
                     one = argparse.Namespace(device=device, batch=batch, noise=noise, estimator=args.estimator,
                                              steps=args.steps, warmup=args.warmup, threads=args.threads,
-                                             baseline_run=False, overrides=args.overrides)
+                                             baseline_run=False, overrides=args.overrides, compile="off")
                     med = run_interleaved(one)
                     for ck, (t, c) in med.items():
                         print(f"{device:<6} {batch:>5} {'on' if noise else 'off':>5} {'on' if ck else 'off':>4} "
@@ -175,24 +191,24 @@ def main():
                           f"CPU time {med[True][1] / med[False][1]:.2f}", flush=True)
         return
     rows = []
-    variants = [("optimized", False, False)]
+    variants = [("optimized", False, False, mode) for mode in args.compile]
     if args.keep_all:
-        variants.append(("keep-all", False, True))
+        variants.append(("keep-all", False, True, "off"))
     if args.baseline:
-        variants.append(("baseline", True, True))
-    header = (f"{'device':<6} {'path':<9} {'batch':>5} {'noise':>5} {'ckpt':>4} {'s/step':>8} {'CPU s':>7} "
-              f"{'images/s':>9} {'peak MB':>8}")
+        variants.append(("baseline", True, True, "off"))
+    header = (f"{'device':<6} {'path':<9} {'batch':>5} {'noise':>5} {'ckpt':>4} {'compile':>15} {'s/step':>8} "
+              f"{'CPU s':>7} {'images/s':>9} {'peak MB':>8} {'first s':>8}")
     print(header)
     print("-" * len(header))
     for device in devices:
         for batch in args.batch_sizes:
             for noise in noises:
-                for path, baseline, keep_all in variants:
+                for path, baseline, keep_all, mode in variants:
                     for ck in args.checkpoint:
                         one = {"device": device, "batch": batch, "noise": noise, "estimator": args.estimator,
                                "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
                                "baseline_run": baseline, "keep_all": keep_all, "checkpoint": ck == "on",
-                               "overrides": args.overrides}
+                               "overrides": args.overrides, "compile": mode}
                         out = subprocess.run([sys.executable, __file__, "--one", json.dumps(one)],
                                              capture_output=True, text=True)
                         if out.returncode:
@@ -200,12 +216,14 @@ def main():
                             raise SystemExit(out.returncode)
                         r = json.loads(out.stdout.strip().splitlines()[-1])
                         rows.append({**one, **r})
-                        print(f"{device:<6} {path:<9} {batch:>5} {'on' if noise else 'off':>5} {ck:>4} "
+                        first = "" if r["first_seconds"] is None else f"{r['first_seconds']:.1f}"
+                        print(f"{device:<6} {path:<9} {batch:>5} {'on' if noise else 'off':>5} {ck:>4} {mode:>15} "
                               f"{r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {r['images_per_s']:>9.2f} "
-                              f"{r['peak_mb']:>8.0f}", flush=True)
+                              f"{r['peak_mb']:>8.0f} {first:>8}", flush=True)
     # The lead over the release-like path, measured in this run (issue 14 part 5).
     for row in rows:
         base = next((b for b in rows if b["baseline_run"] and not row["baseline_run"] and not row["keep_all"]
+                     and row["compile"] == "off"
                      and all(b[k] == row[k] for k in ("device", "batch", "noise", "checkpoint"))), None)
         if base is not None:
             print(f"{row['device']} batch {row['batch']} noise {'on' if row['noise'] else 'off'} checkpoint "

@@ -85,7 +85,9 @@ WRONG = {  # a value of another type for each kind of key
 @pytest.mark.parametrize("path, kind, names", SEARCH_KEYS, ids=[k[0] + "-" + "-".join(k[2]) for k in SEARCH_KEYS])
 def test_every_search_key_refuses_wrong_types_and_empty_values(path, kind, names):
     kind = config.NULLABLE[path].__name__ if path in config.NULLABLE else kind
-    for value in [v for v in WRONG.get(kind, []) if not (path in config.AUTO_OR_BOOL and isinstance(v, bool))]:
+    # booleans are values of the auto-or-bool keys, and the words on/off of the on-off keys (YAML 1.1)
+    takes_bool = path in config.AUTO_OR_BOOL or path in config.ON_OFF_WORDS
+    for value in [v for v in WRONG.get(kind, []) if not (takes_bool and isinstance(v, bool))]:
         with pytest.raises(UserError, match=path.replace(".", r"\.")):
             _resolve_search(path, names, value)
     if path in config.NULLABLE:
@@ -106,7 +108,8 @@ def _leaves_dict(cfg):
 @pytest.mark.parametrize("path, kind", TRAIN_KEYS, ids=[k[0] for k in TRAIN_KEYS])
 def test_every_train_key_refuses_wrong_types_and_empty_values(path, kind):
     kind = config.NULLABLE[path].__name__ if path in config.NULLABLE else kind
-    for value in [v for v in WRONG.get(kind, []) if not (path in config.AUTO_OR_BOOL and isinstance(v, bool))]:
+    takes_bool = path in config.AUTO_OR_BOOL or path in config.ON_OFF_WORDS  # as above
+    for value in [v for v in WRONG.get(kind, []) if not (takes_bool and isinstance(v, bool))]:
         with pytest.raises(UserError, match=path.replace(".", r"\.")):
             train_resolve(_layer(path, value))
     if path in config.NULLABLE:

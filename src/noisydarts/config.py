@@ -51,6 +51,7 @@ DEFAULTS: dict = {
     "train_portion": 0.5,      # search-train / search-val split of the training set
     "channels_last": True,
     "amp": "auto",             # auto (bf16 autocast on CUDA) | on | off
+    "compile": "off",          # off | default | reduce-overhead | max-autotune: torch.compile of each mixed edge
     "data": {
         "name": "cifar10-mini",  # cifar10-mini | cifar10 | cifar100 | a directory
         "root": None,            # where torchvision datasets are (or get downloaded)
@@ -145,6 +146,10 @@ NULLABLE: dict[str, type] = {
 
 #: Keys that take "auto" or a boolean (auto | true | false).
 AUTO_OR_BOOL = {"data.in_memory", "space.checkpoint"}
+
+#: Keys whose values are words such as on and off, which YAML 1.1 reads as booleans
+#: (``--set amp=off`` gives False): a boolean is taken as the word ``on`` or ``off``.
+ON_OFF_WORDS = {"amp", "compile"}
 
 #: The top-level key of a run's config.yaml that records how the run was made; never a setting.
 PROVENANCE = "provenance"
@@ -334,6 +339,8 @@ def _coerce(path: str, default, value, origin: str):
 def _scalar(path: str, kind: type, value, origin: str, default=None):
     if path in AUTO_OR_BOOL and isinstance(value, bool):
         return value
+    if path in ON_OFF_WORDS and isinstance(value, bool):
+        return "on" if value else "off"
     if kind is float:
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-5" (no dot) as a string
@@ -384,6 +391,9 @@ def validate(cfg: dict) -> None:
            f"(30 %, the share of the PC-DARTS and SI-VDNAS recipes' 15 of 50 epochs)")
     _check(0.0 < cfg["train_portion"] < 1.0, f"train_portion must be in (0, 1), got {cfg['train_portion']}")
     check_choice("amp", cfg["amp"], ("auto", "on", "off"))
+    from .compiling import MODES
+
+    check_choice("compile", cfg["compile"], MODES)
     noise = cfg["noise"]
     _check(noise["lambda"] >= 0, f"noise.lambda must be >= 0 (it scales std(x)), got {noise['lambda']}")
     from .noise import DECAYS, DISTRIBUTIONS, MIXTURES, POSITIONS, SIGMAS

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 from torch.overrides import TorchFunctionMode
 
+from . import compiling
+
 #: Seeds of the monitor's noise and Lanczos start vector: fixed per run (offset by the run's seed).
 _SEED_OFFSET = 0x5EED
 
@@ -124,7 +126,8 @@ def hessian_operator(model, batches, loss_fn, seed: int = 0):
     every product). Call inside :func:`_untouched` (or accept that BatchNorm statistics move)."""
     params = model.arch_parameters()
     total = None
-    with _HessianFriendlyConvs():
+    # Double backward: compiled regions (``compile``) run eagerly here.
+    with _HessianFriendlyConvs(), compiling.eager():
         for i, (x, y) in enumerate(batches):
             torch.manual_seed(seed + i)
             loss = loss_fn(model, x, y) / len(batches)

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config as config_lib
-from . import checkpointing, distributed, guard, runs
+from . import checkpointing, compiling, distributed, guard, runs
 from .callbacks import default_callbacks
 from .data import make_batches, open_dataset, split_indices
 from .errors import UserError
@@ -119,8 +119,10 @@ def autocast(cfg: dict, device: torch.device):
 
 
 def precision(cfg: dict, device: torch.device) -> str:
-    """What :func:`autocast` runs at, in words (for the start-of-run line)."""
-    return "bf16 autocast" if device.type == "cuda" and cfg["amp"] in ("auto", "on") else "fp32"
+    """What :func:`autocast` runs at, in words (for the start-of-run line), and ``compile``."""
+    words = "bf16 autocast" if device.type == "cuda" and cfg["amp"] in ("auto", "on") else "fp32"
+    mode = cfg.get("compile", "off")
+    return words if mode == "off" else f"{words}, torch.compile ({mode})"
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -170,6 +172,7 @@ class Searcher:
         if cfg["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._distribute(cfg["distributed"])
+        compiling.compile_regions(self.model, cfg["compile"])  # after SyncBatchNorm replaced modules
         w, a = cfg["weights"], cfg["arch"]
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), w["lr"], momentum=w["momentum"],
                                      weight_decay=w["weight_decay"])

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .mixed import Weighting
+from .mixed import MixedEdge, Weighting
 
 ARCH_PREFIX = "arch."
 _NO_WEIGHTING = Weighting()  # the hooks' defaults, for a supernet that mixes without a weighting
@@ -51,6 +51,11 @@ class Supernet(nn.Module):
         if exempt:
             groups.append({"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0})
         return [g for g in groups if g["params"]]
+
+    def compile_regions(self) -> list[nn.Module]:
+        """The parts the ``compile`` key compiles one by one (:mod:`noisydarts.compiling`): every
+        mixed edge. Edges of the same shape share a compiled graph."""
+        return [m for m in self.modules() if isinstance(m, MixedEdge)]
 
     # --- the weighting's hooks ---
     @property

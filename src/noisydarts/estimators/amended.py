@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import checkpointing
+from .. import checkpointing, compiling
 from ..errors import UserError
 from .base import Estimator, StepContext, set_grads, zeros_for_none
 
@@ -50,6 +50,11 @@ class Amended(Estimator):
                 loss_val = ctx.arch_loss(model, x, y)
                 set_grads(alphas, ctx.reduce(torch.autograd.grad(loss_val, alphas, allow_unused=True), val_batch))
             return loss_val.detach()
+        with compiling.eager():  # H v and the mixed derivative differentiate twice
+            return self._amended_step(model, alphas, weights, train_batch, val_batch, ctx)
+
+    def _amended_step(self, model, alphas, weights, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
+        x, y = val_batch
         loss_val = ctx.arch_loss(model, x, y)
         grads = torch.autograd.grad(loss_val, alphas + weights, allow_unused=True)
         # Over ranks: g1 and v are means over the global val batch; H and the mixed derivative

@@ -37,7 +37,7 @@ import contextlib
 
 import torch
 
-from .. import checkpointing
+from .. import checkpointing, compiling
 from ..errors import UserError
 from .base import Estimator, StepContext, draw_seed, loss_at, named_weights, set_grads, zeros_for_none
 
@@ -49,6 +49,11 @@ class SecondOrder(Estimator):
         self.xi, self.exact, self.r = xi, exact, r
 
     def step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
+        # The exact product differentiates twice, which compiled regions do not support.
+        with compiling.eager() if self.exact else contextlib.nullcontext():
+            return self._step(model, train_batch, val_batch, ctx)
+
+    def _step(self, model, train_batch, val_batch, ctx: StepContext) -> torch.Tensor:
         xi = ctx.weight_lr if self.xi is None else self.xi
         names, weights = zip(*named_weights(model))
         alphas = model.arch_parameters()

@@ -150,6 +150,10 @@ class MBV2Supernet(Supernet):
                 x = layer(x, w)
         return self.classifier(self.head(x))
 
+    def compile_regions(self) -> list[nn.Module]:
+        """Every mixed layer (:mod:`noisydarts.compiling`)."""
+        return list(self.layers)
+
     @torch.no_grad()
     def arch_weights(self) -> dict[str, torch.Tensor]:
         weights = super().arch_weights()
