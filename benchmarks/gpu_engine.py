@@ -71,22 +71,20 @@ def time_steps(preset: str, overrides: list[str], steps: int, warmup: int) -> di
     s, args = ready_searcher(cfg)
     cuda = s.device.type == "cuda"
 
-    def sync():
+    def timed(n: int) -> float:
+        """Mean seconds per step of ``n`` steps."""
+        t0 = time.perf_counter()
+        for _ in range(n):
+            s.search_step(*args)
         if cuda:
             torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / max(n, 1)
 
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        s.search_step(*args)
-    sync()
-    first = (time.perf_counter() - t0) / max(warmup, 1)
+    first = timed(1)  # compiling happens here (a compiled step's backward finishes in the next)
+    timed(warmup - 1)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        s.search_step(*args)
-    sync()
-    seconds = (time.perf_counter() - t0) / steps
+    seconds = timed(steps)
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"seconds": seconds, "peak_mb": peak / 2**20, "first_seconds": first, "device": str(s.device)}
 
