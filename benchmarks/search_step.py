@@ -63,7 +63,7 @@ def build(args, checkpoint: bool):
         "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4, "checkpoint": checkpoint},
         "noise": {"enabled": args.noise}, "estimator": {"name": args.estimator},
-        "compile": getattr(args, "compile", "off"),
+        "compile": args.compile,
     })
     s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
     if args.baseline_run:
@@ -143,6 +143,8 @@ def run_interleaved(args) -> dict:
 
 
 def main():
+    from noisydarts.compiling import MODES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
     p.add_argument("--steps", type=int, default=3)
@@ -158,7 +160,7 @@ def main():
                    help="space.checkpoint values to run (default: both)")
     p.add_argument("--keep-all", action="store_true",
                    help="also run with autograd keeping everything (no parameters frozen: before issue 14)")
-    p.add_argument("--compile", nargs="+", choices=["off", "default", "reduce-overhead", "max-autotune"],
+    p.add_argument("--compile", nargs="+", choices=MODES,
                    default=["off"], help="compile values to run the optimized path with (default: off)")
     p.add_argument("--interleave", action="store_true",
                    help="time checkpoint off and on in turn in one process (median of --steps rounds)")
