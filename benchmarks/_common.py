@@ -9,7 +9,8 @@ def ready_searcher(cfg: dict):
     benchmark times the loop's own step (its run directory is a throwaway temporary one)."""
     import tempfile
 
-    from noisydarts.search import Searcher, autocast
+    from noisydarts.search import Searcher
+    from noisydarts.runtime.device import autocast
 
     s = Searcher(cfg, tempfile.mkdtemp(), progress=False)
     s.model.train()

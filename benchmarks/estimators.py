@@ -15,7 +15,7 @@ import time
 import torch
 
 from noisydarts import config as config_lib
-from noisydarts.estimators import StepContext, build_estimator
+from noisydarts.methods.estimators import StepContext, build_estimator
 from noisydarts.search import cross_entropy
 from noisydarts.spaces import build_supernet
 

@@ -35,7 +35,7 @@ def run_one(args) -> dict:
     from _common import ready_searcher
 
     from noisydarts import config
-    from noisydarts.hessian import dominant_eigenvalue
+    from noisydarts.methods.hessian import dominant_eigenvalue
     from noisydarts.search import cross_entropy
 
     torch.set_num_threads(args.threads or torch.get_num_threads())

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from noisydarts.mixed import MixedEdge
-from noisydarts.ops import DARTS_OPS
+from noisydarts.nn.mixed import MixedEdge
+from noisydarts.nn.ops import DARTS_OPS
 
 
 def unfused(edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

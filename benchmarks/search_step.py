@@ -50,10 +50,12 @@ def build(args, checkpoint: bool):
 
     import torch
 
-    from noisydarts import checkpointing, config
-    from noisydarts.estimators import StepContext
-    from noisydarts.ops import DepthwiseConv2d
-    from noisydarts.search import Searcher, autocast, cross_entropy
+    from noisydarts.nn import recompute as checkpointing
+    from noisydarts import config
+    from noisydarts.methods.estimators import StepContext
+    from noisydarts.nn.ops import DepthwiseConv2d
+    from noisydarts.search import Searcher, cross_entropy
+    from noisydarts.runtime.device import autocast
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     if getattr(args, "keep_all", False):  # what autograd kept before the steps froze parameters
@@ -143,7 +145,7 @@ def run_interleaved(args) -> dict:
 
 
 def main():
-    from noisydarts.compiling import MODES
+    from noisydarts.nn.compiling import MODES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])

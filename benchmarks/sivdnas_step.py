@@ -38,9 +38,10 @@ def run_paired(args) -> dict:
     import torch
 
     from noisydarts import config
-    from noisydarts.estimators import StepContext
-    from noisydarts.mixed import SoftmaxWeighting
-    from noisydarts.search import Searcher, autocast, cross_entropy
+    from noisydarts.methods.estimators import StepContext
+    from noisydarts.methods.weightings import SoftmaxWeighting
+    from noisydarts.search import Searcher, cross_entropy
+    from noisydarts.runtime.device import autocast
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     cfg = config.resolve(config_file={

@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from noisydarts import zoo
+from noisydarts.models import zoo
 from noisydarts.spaces.darts import NetworkCIFAR
 
 

@@ -18,11 +18,12 @@ import torch.nn as nn
 from dataclasses import dataclass
 
 from noisydarts.errors import UserError
-from noisydarts.mixed import WEIGHTINGS, MixedEdge
-from noisydarts.noise import SkipNoise
-from noisydarts.ops import build_op, check_op_list
+from noisydarts.methods.weightings import WEIGHTINGS
+from noisydarts.nn.mixed import MixedEdge
+from noisydarts.methods.noise import SkipNoise
+from noisydarts.nn.ops import build_op, check_op_list
 from noisydarts.spaces import CellGraph, Space, register_space
-from noisydarts.supernet import Supernet
+from noisydarts.nn.supernet import Supernet
 
 OPS = ("skip_connect", "nor_conv_3x3", "avg_pool_3x3")
 

@@ -69,7 +69,7 @@ def patched(variant: str):
         return
     import search_run
 
-    from noisydarts import mixed
+    from noisydarts.nn import mixed
 
     original = mixed.MixedEdge.forward
     getattr(search_run, PATCHED[variant])()

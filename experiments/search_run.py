@@ -44,7 +44,7 @@ HACKS = ("shared-sample", "bn-affine", "bn-running", "noise-weights-only", "nois
 
 def _hack_shared_sample() -> None:
     """Reuse the architecture step's noise samples, in call order, in the weight step."""
-    from noisydarts import noise as noise_lib
+    from noisydarts.methods import noise as noise_lib
 
     original = noise_lib.SkipNoise._unit_noise
     state = {"phase": None, "bank": [], "i": 0}
@@ -71,7 +71,7 @@ def _hack_shared_sample() -> None:
 
 
 def _hack_noise_weights_only() -> None:
-    from noisydarts import noise as noise_lib
+    from noisydarts.methods import noise as noise_lib
 
     original = noise_lib.SkipNoise.forward
 
@@ -82,7 +82,7 @@ def _hack_noise_weights_only() -> None:
 
 
 def _hack_noise_grad_only() -> None:
-    from noisydarts import mixed
+    from noisydarts.nn import mixed
 
     def forward(self, x, weights):
         w = weights.unbind(0)
@@ -120,7 +120,7 @@ def fork(ckpt: Path, out: Path, overrides: list[str]) -> Path:
 
     import yaml
 
-    from noisydarts.runs import atomic_write_text
+    from noisydarts.runtime.runs import atomic_write_text
 
     source = ckpt.parent
     cfg = config_lib.resolve(config_file=yaml.safe_load((source / "config.yaml").read_text()), overrides=overrides)

@@ -35,7 +35,7 @@ ESTIMATORS = {
 
 
 def rank() -> int:
-    from noisydarts import distributed
+    from noisydarts.runtime import distributed
 
     return distributed.rank()
 
@@ -78,7 +78,8 @@ SMALLER = merged(TINY, {"space": {"nodes": 1, "ops": ["skip_connect", "sep_conv_
 def scenario_steps(out: Path, steps: int = 2) -> None:
     """Two bilevel steps of each estimator, SyncBatchNorm, no noise: α and weights after them."""
     from noisydarts import resolve_config
-    from noisydarts.search import Searcher, autocast
+    from noisydarts.search import Searcher
+    from noisydarts.runtime.device import autocast
 
     for name, estimator in ESTIMATORS.items():
         cfg = resolve_config(config_file=merged(SMALLER, {"noise": {"enabled": False}, "estimator": estimator,
@@ -112,7 +113,8 @@ def scenario_methods(out: Path, steps: int = 3) -> None:
     """A few search steps of each method (NoisyDARTS noise on unless a method turns it off, each
     rank its own draws): every rank's α and weights after them."""
     from noisydarts import resolve_config
-    from noisydarts.search import Searcher, autocast
+    from noisydarts.search import Searcher
+    from noisydarts.runtime.device import autocast
 
     for name, extra in METHODS.items():
         cfg = resolve_config(config_file=merged(TINY, extra))
@@ -163,7 +165,7 @@ def main(argv: list[str]) -> None:
     _remember_searchers()
     for name in argv[1:]:
         SCENARIOS[name](out)
-    from noisydarts import distributed
+    from noisydarts.runtime import distributed
 
     distributed.teardown()
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from noisydarts import config as config_lib
-from noisydarts.estimators import StepContext, build_estimator
-from noisydarts.estimators.base import loss_at
+from noisydarts.methods.estimators import StepContext, build_estimator
+from noisydarts.methods.estimators.base import loss_at
 from noisydarts.search import cross_entropy
 from noisydarts.spaces import build_supernet
 from noisydarts.spaces.amended import DeepSupernet

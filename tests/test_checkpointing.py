@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import noisydarts
-from noisydarts import checkpointing
+from noisydarts.nn import recompute as checkpointing
 from noisydarts.errors import UserError
-from noisydarts.estimators import StepContext
-from noisydarts.estimators.base import loss_at
-from noisydarts.search import Searcher, autocast, cross_entropy
+from noisydarts.methods.estimators import StepContext
+from noisydarts.methods.estimators.base import loss_at
+from noisydarts.search import Searcher, cross_entropy
+from noisydarts.runtime.device import autocast
 from noisydarts.spaces import build_supernet
 
 from conftest import TINY_SEARCH

@@ -36,15 +36,17 @@ def test_help_presets_and_lookup_never_import_torch(args):
 
 def test_the_package_imports_lazily():
     r = subprocess.run([sys.executable, "-c", "import sys, noisydarts; assert 'torch' not in sys.modules; "
-                        "noisydarts.UserError; assert 'torch' not in sys.modules; print(noisydarts.search.__module__)"],
+                        "noisydarts.UserError; assert 'torch' not in sys.modules; print(noisydarts.search.__module__, noisydarts.train.__module__)"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=SRC))
-    assert r.returncode == 0 and r.stdout.strip() == "noisydarts.search", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "noisydarts.search.loop noisydarts.train.loop", r.stderr
     import importlib
 
     import noisydarts
 
-    importlib.import_module("noisydarts.search")  # the submodule: the package attribute stays the function
+    importlib.import_module("noisydarts.search")  # the subpackages: the package attributes stay the functions
+    importlib.import_module("noisydarts.train.loop")
     assert callable(noisydarts.search) and noisydarts.search.__name__ == "search"
+    assert callable(noisydarts.train) and noisydarts.train.__name__ == "train"
     assert set(noisydarts.__all__) <= set(dir(noisydarts))
 
 
@@ -67,7 +69,7 @@ def test_start_line_and_resume_line(tmp_path, capsys):
 
 
 def test_no_progress_bar_off_a_terminal(tmp_path, capsys, monkeypatch):
-    from noisydarts.search import _progress
+    from noisydarts.runtime.progress import progress_bar as _progress
 
     assert _progress(10, "x", True) is None  # pytest's stderr is not a terminal
 
@@ -117,23 +119,23 @@ def test_mult_adds_is_one_name(capsys):
                                       if hasattr(a, "choices") and a.choices for p in a.choices.values()]
     for text in helps + [text]:
         assert "FLOPs" not in text and "MAdds" not in text
-    from noisydarts import nb201
+    from noisydarts.benchmark import nb201
 
     row = nb201.by_index(0).to_dict()
     assert "multadds_m" in row and "flops_m" not in row and nb201.by_index(0).flops_m == row["multadds_m"]
 
 
 def test_zoo_output_and_its_cache(tmp_path, monkeypatch, capsys):
-    from noisydarts import models, zoo
+    from noisydarts.models import zoo
 
     monkeypatch.setenv("NOISYDARTS_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def fake_info(arch, dataset="cifar10"):
-        calls.append(arch)
+    def fake_info(genotype, dataset="cifar10"):
+        calls.append(genotype)
         return {"params_m": 3.0, "multadds_m": 500.0}
 
-    monkeypatch.setattr(models, "info", fake_info)
+    monkeypatch.setattr(zoo, "size", fake_info)
     first = zoo.table()
     assert len(calls) == len(zoo.ZOO) and len(list((tmp_path / "cache").iterdir())) == 1
     assert zoo.table() == first and len(calls) == len(zoo.ZOO)  # the second time from the cache

@@ -17,8 +17,7 @@ import yaml
 
 from conftest import TINY_SEARCH
 from noisydarts import cli
-from noisydarts.compare import (child_env, compare, final_metrics, method_stats, plan_methods, plan_workers, Run,
-                                summary_table, CompareResult)
+from noisydarts.compare import child_env, compare, final_metrics, method_stats, plan_methods, plan_workers, Run, summary_table, CompareResult
 from noisydarts.errors import UserError
 from noisydarts.search import search
 

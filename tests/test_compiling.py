@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import noisydarts
-from noisydarts import compiling
+from noisydarts.nn import compiling
 from noisydarts.errors import UserError
 
 from test_checkpointing import ESTIMATORS, NOISY, TINY_SEARCH, _search_state, merge
@@ -66,7 +66,7 @@ def test_double_backward_runs_eagerly_under_compile(tmp_path, name):
 
 def test_double_backward_through_a_compiled_edge_is_what_eager_avoids():
     """The reason for :func:`compiling.eager`, checked: without it, double backward fails."""
-    from noisydarts.mixed import MixedEdge
+    from noisydarts.nn.mixed import MixedEdge
 
     edge = MixedEdge(["skip_connect", "sep_conv_3x3"], 4, 1).train()
     compiling.compile_regions(_Regions(edge), "default")
@@ -111,7 +111,7 @@ def test_a_failed_compile_goes_on_eagerly_with_the_eager_numbers(tmp_path, monke
 
 
 def test_regions_are_each_spaces_mixed_parts():
-    from noisydarts.mixed import MixedEdge
+    from noisydarts.nn.mixed import MixedEdge
     from noisydarts.spaces import build_supernet
     from noisydarts.spaces.mbv2.supernet import MixedLayer
 

@@ -13,7 +13,7 @@ import yaml
 from noisydarts import config
 from noisydarts.cli import main, search_config
 from noisydarts.errors import UserError
-from noisydarts.estimators import ESTIMATORS
+from noisydarts.methods.estimators import ESTIMATORS
 from noisydarts.spaces import SPACES
 from noisydarts.train import DEFAULTS as TRAIN_DEFAULTS
 from noisydarts.train import resolve_config as train_resolve

@@ -5,9 +5,10 @@ import torch
 
 from noisydarts.spaces import get_space
 
-from noisydarts.mixed import EdgeNormWeighting, MixedEdge
-from noisydarts.noise import SkipNoise
-from noisydarts.ops import DARTS_OPS, NOISYDARTS_OPS
+from noisydarts.methods.weightings import EdgeNormWeighting
+from noisydarts.nn.mixed import MixedEdge
+from noisydarts.methods.noise import SkipNoise
+from noisydarts.nn.ops import DARTS_OPS, NOISYDARTS_OPS
 from noisydarts.spaces.darts import DartsSupernet, dense_edges, derive
 
 
@@ -46,7 +47,7 @@ def test_search_bn_has_no_affine_parameters():
 
 def test_none_is_never_computed_but_matches_computing_it():
     """Skipping 'none' changes no number: output and alpha gradient equal the explicit sum."""
-    from noisydarts.ops import build_op
+    from noisydarts.nn.ops import build_op
 
     names = ["none", "skip_connect", "max_pool_3x3"]
     edge = MixedEdge(names, 4, 1, bn_after_pool=True)
@@ -155,7 +156,7 @@ def test_partial_channels_keep_shapes():
 def test_dilated_depthwise_by_phase_equals_dilated_conv(k, stride, size):
     """The phase decomposition computes the same numbers as the dilated conv, and the same
     input and weight gradients, in both memory formats."""
-    from noisydarts.ops import DepthwiseConv2d
+    from noisydarts.nn.ops import DepthwiseConv2d
 
     conv = DepthwiseConv2d(6, k, stride, k - 1, dilation=2).double()
     for channels_last in (False, True):
@@ -176,7 +177,7 @@ def test_dilated_depthwise_by_phase_equals_dilated_conv(k, stride, size):
 def test_factorized_reduce_equals_two_offset_stride2_convs(size):
     """FactorizedReduce subsamples before its 1x1 convs: the same numbers as the DARTS
     formulation (stride-2 1x1 convs on the input and on the input shifted by one pixel)."""
-    from noisydarts.ops import FactorizedReduce
+    from noisydarts.nn.ops import FactorizedReduce
 
     fr = FactorizedReduce(4, 6).double().eval()
     x = torch.randn(2, 4, size, size, dtype=torch.float64)

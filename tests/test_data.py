@@ -9,18 +9,7 @@ import torch
 from PIL import Image
 
 from noisydarts import data
-from noisydarts.data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    BatchIterator,
-    ImageDataset,
-    augment,
-    channel_stats,
-    load_dataset,
-    normalize,
-    sample_augment_params,
-    split_indices,
-)
+from noisydarts.data import CIFAR10_MEAN, CIFAR10_STD, BatchIterator, ImageDataset, augment, channel_stats, load_dataset, normalize, sample_augment_params, split_indices
 from noisydarts.errors import UserError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -11,22 +11,7 @@ from PIL import Image
 
 from noisydarts import config as config_lib
 from noisydarts.cli import main
-from noisydarts.data import (
-    IMAGENET_MEAN,
-    BatchIterator,
-    ImageDataset,
-    ImageFolderSplit,
-    StreamingBatches,
-    augment_style,
-    color_jitter,
-    imagenet_eval,
-    imagenet_train,
-    in_memory,
-    make_batches,
-    normalize,
-    open_dataset,
-    random_resized_crop_box,
-)
+from noisydarts.data import IMAGENET_MEAN, BatchIterator, ImageDataset, ImageFolderSplit, StreamingBatches, augment_style, color_jitter, imagenet_eval, imagenet_train, in_memory, make_batches, normalize, open_dataset, random_resized_crop_box
 from noisydarts.data import folder as folder_mod
 from noisydarts.errors import UserError
 

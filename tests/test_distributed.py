@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import ddp_worker
-from noisydarts import distributed
+from noisydarts.runtime import distributed
 from noisydarts.cli import main
 from noisydarts.data import BatchIterator, ImageDataset, make_batches, open_dataset
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from noisydarts.early_stop import DartsPlusStop, RobustDartsStop, Stop, dartsplus_rule, local_average, robustdarts_rule
+from noisydarts.methods.early_stop import DartsPlusStop, RobustDartsStop, Stop, dartsplus_rule, local_average, robustdarts_rule
 from noisydarts.errors import UserError
 from noisydarts.search import search
 

@@ -8,12 +8,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from noisydarts import config as config_lib
-from noisydarts.estimators import ESTIMATORS, StepContext, build_estimator
-from noisydarts.estimators.amended import Amended
-from noisydarts.estimators.first_order import FirstOrder
-from noisydarts.estimators.second_order import SecondOrder
-from noisydarts.noise import SkipNoise
-from noisydarts.supernet import Supernet
+from noisydarts.methods.estimators import ESTIMATORS, StepContext, build_estimator
+from noisydarts.methods.estimators.amended import Amended
+from noisydarts.methods.estimators.first_order import FirstOrder
+from noisydarts.methods.estimators.second_order import SecondOrder
+from noisydarts.methods.noise import SkipNoise
+from noisydarts.nn.supernet import Supernet
 
 D, CLASSES, N = 3, 3, 12
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from noisydarts import zoo
+from noisydarts.models import zoo
 from noisydarts.cli import main
 from noisydarts.errors import UserError
 from noisydarts.models import create_model, info

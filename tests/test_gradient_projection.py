@@ -9,11 +9,11 @@ import torch
 
 import noisydarts
 from noisydarts.errors import UserError
-from noisydarts.gradients import build_gradient_transform
-from noisydarts.gradients.projection import EdgeProjection, edge_groups, edge_lengths
+from noisydarts.methods.gradients import build_gradient_transform
+from noisydarts.methods.gradients.projection import EdgeProjection, edge_groups, edge_lengths
 from noisydarts.search import Searcher, search
 from noisydarts.spaces.darts import dense_edges, fixed_edges
-from noisydarts.supernet import Supernet
+from noisydarts.nn.supernet import Supernet
 
 DARTS = dense_edges(4)
 NB201 = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
@@ -221,7 +221,7 @@ def test_rows_still_sum_to_zero_with_every_estimator_and_space(tiny_config, tmp_
     s = _searcher(tiny_config, tmp_path, space=sp, estimator={"name": estimator},
                   edge={"weighting": "edge_norm", "partial_channels": 2},
                   arch=tiny_config["arch"] | {"projection": {"groups": "edge_in", "order": "random"}})
-    from noisydarts.estimators import StepContext
+    from noisydarts.methods.estimators import StepContext
     from noisydarts.search import cross_entropy
 
     batch = next(iter(s.train_batches.epoch(0)))

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from noisydarts.cli import main
-from noisydarts.guard import Diverged, first_nonfinite_epoch, nonfinite
+from noisydarts.errors import Diverged
+from noisydarts.runtime.guard import first_nonfinite_epoch, nonfinite
 
 from conftest import TINY_SEARCH, TINY_TRAIN
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import noisydarts
-from noisydarts.hessian import dominant_eigenvalue, lanczos_max_eigenvalue
+from noisydarts.methods.hessian import dominant_eigenvalue, lanczos_max_eigenvalue
 from noisydarts.search import cross_entropy, search
 from noisydarts.spaces.darts import DartsSupernet
 from noisydarts.spaces.nb201 import NB201Supernet
-from noisydarts.noise import SkipNoise
+from noisydarts.methods.noise import SkipNoise
 
 
 def _tiny(space: str):
@@ -134,9 +134,9 @@ def test_monitor_config_checks():
     with pytest.raises(noisydarts.UserError, match="needs the Hessian monitor"):
         noisydarts.resolve_config(overrides=["early_stop.robustdarts.enabled=true"])
     cfg = noisydarts.resolve_config(overrides=["monitor.hessian_every=2", "early_stop.robustdarts.enabled=true"])
-    from noisydarts.callbacks import default_callbacks
-    from noisydarts.early_stop import RobustDartsStop
-    from noisydarts.hessian import HessianMonitor
+    from noisydarts.search.callbacks import default_callbacks
+    from noisydarts.methods.early_stop import RobustDartsStop
+    from noisydarts.methods.hessian import HessianMonitor
 
     kinds = [type(c) for c in default_callbacks(copy.deepcopy(cfg) | {"plots": False})]
     assert kinds == [HessianMonitor, RobustDartsStop]
@@ -145,7 +145,7 @@ def test_monitor_config_checks():
 @pytest.mark.parametrize("stride, padding, dilation, size", [(1, 1, 1, 7), (2, 1, 1, 7), (2, 2, 2, 8), (1, 4, 2, 9)])
 def test_grouped_conv_with_a_transposed_conv_gradient_is_the_same_function(stride, padding, dilation, size):
     """The monitor's depthwise conv: same values, gradients and second derivatives as F.conv2d."""
-    from noisydarts.hessian import _GroupedConv2d
+    from noisydarts.methods.hessian import _GroupedConv2d
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, size, size, dtype=torch.float64, generator=g, requires_grad=True)

@@ -15,7 +15,7 @@ import yaml
 
 from noisydarts.cli import main
 from noisydarts.errors import UserError
-from noisydarts.search import rng_state, set_rng_state
+from noisydarts.runtime.rng import rng_state, set_rng_state
 
 
 class _Evil:

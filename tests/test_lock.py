@@ -17,7 +17,7 @@ import pytest
 
 from noisydarts.cli import main
 from noisydarts.errors import UserError
-from noisydarts.runs import LOCK, RunLock, active_run
+from noisydarts.runtime.runs import LOCK, RunLock, active_run
 
 SRC = str(Path(__file__).parents[1] / "src")
 

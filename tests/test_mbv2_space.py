@@ -13,14 +13,13 @@ import torch
 import torch.nn as nn
 
 import noisydarts
-from noisydarts import zoo
+from noisydarts.models import zoo
 from noisydarts.cli import main
 from noisydarts.errors import UserError
 from noisydarts.models import create_model, info, resolve_genotype
-from noisydarts.noise import SkipNoise
+from noisydarts.methods.noise import SkipNoise
 from noisydarts.spaces import count_params, genotype_payload, get_space, parse_genotype
-from noisydarts.spaces.mbv2 import (CHOICES, IDENTITY_LAYERS, LayerwiseGenotype, MBV2Network, MBV2Supernet, MixedLayer,
-                                    derive, restrict)
+from noisydarts.spaces.mbv2 import CHOICES, IDENTITY_LAYERS, LayerwiseGenotype, MBV2Network, MBV2Supernet, MixedLayer, derive, restrict
 from noisydarts.spaces.mbv2.blocks import INPUTS, STRIDES, WIDTHS, Identity, MBConv
 from noisydarts.train import resolve_config
 

@@ -7,18 +7,9 @@ import time
 
 import pytest
 
-from noisydarts import nb201
+from noisydarts.benchmark import nb201
 from noisydarts.errors import UserError
-from noisydarts.nb201 import (
-    NB201_EDGES,
-    NB201_OPS,
-    NB201Arch,
-    NB201Result,
-    by_index,
-    format_result,
-    lookup,
-    table,
-)
+from noisydarts.benchmark.nb201 import NB201_EDGES, NB201_OPS, NB201Arch, NB201Result, by_index, format_result, lookup, table
 
 ALL_SKIP = (
     "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import noisydarts
-from noisydarts import nb201
+from noisydarts.benchmark import nb201
 from noisydarts.models import resolve_genotype as load_any_genotype
 from noisydarts.spaces.darts import Genotype
-from noisydarts.nb201 import NB201_OPS, NB201Arch
+from noisydarts.benchmark.nb201 import NB201_OPS, NB201Arch
 from noisydarts.spaces.nb201 import NB201Network, NB201Supernet, derive
 
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -127,9 +127,9 @@ def test_the_remedies_nb201_presets_differ_from_nb201_darts_only_in_their_method
 
 
 def test_progress_line_shows_benchmark_accuracies():
-    from noisydarts.search import _summary_line
+    from noisydarts.search import summary_line
 
     record = {"epoch": 3, "train_loss": 1.0, "train_acc": 60.0, "val_loss": 1.1, "val_acc": 55.0, "epoch_time": 2.0,
               "genotype": ALL_SKIP, "skip_count": 6, "cifar10_test": 54.2967, "cifar100_test": 15.6, "imagenet16_test": 16.3}
-    line = _summary_line(record)
+    line = summary_line(record)
     assert "skip_count=6" in line and "C10 54.30" in line and "C100 15.60" in line and "IN16 16.30" in line

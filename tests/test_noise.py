@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from noisydarts.mixed import MixedEdge
-from noisydarts.noise import SkipNoise
+from noisydarts.nn.mixed import MixedEdge
+from noisydarts.methods.noise import SkipNoise
 
 
 def _x(scale=3.0):
@@ -116,9 +116,9 @@ def test_alpha_gradient_through_noisy_skip_is_unbiased():
 
 from noisydarts import config as config_lib  # noqa: E402
 from noisydarts.errors import UserError  # noqa: E402
-from noisydarts.mixed import apply_op  # noqa: E402
-from noisydarts.noise import SkipDropPath, SkipTransforms, build_skip_transform  # noqa: E402
-from noisydarts.ops import FactorizedReduce  # noqa: E402
+from noisydarts.nn.mixed import apply_op  # noqa: E402
+from noisydarts.methods.noise import SkipDropPath, SkipTransforms, build_skip_transform  # noqa: E402
+from noisydarts.nn.ops import FactorizedReduce  # noqa: E402
 
 
 def _noise_cfg(**kw):
@@ -178,7 +178,7 @@ def test_the_search_loop_tells_the_noise_which_step_runs(tiny_config, tmp_path):
     from contextlib import nullcontext
 
     import noisydarts
-    from noisydarts.estimators import StepContext
+    from noisydarts.methods.estimators import StepContext
     from noisydarts.search import Searcher, cross_entropy
 
     cfg = noisydarts.resolve_config(config_file=tiny_config | {"noise": {"weight_step": False}})

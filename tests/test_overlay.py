@@ -7,8 +7,8 @@ import pytest
 
 from noisydarts import cli
 from noisydarts.errors import UserError
-from noisydarts.overlay import Group, _series, alpha_figure, most_changed_edge, overlay_figures, skips_figure
-from noisydarts.plots import load_run_data
+from noisydarts.viz.overlay import Group, _series, alpha_figure, most_changed_edge, overlay_figures, skips_figure
+from noisydarts.viz.plots import load_run_data
 from test_plots import make_darts_run, make_nb201_run
 
 

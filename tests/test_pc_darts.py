@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noisydarts.mixed import MixedEdge
-from noisydarts.ops import DARTS_OPS
+from noisydarts.nn.mixed import MixedEdge
+from noisydarts.nn.ops import DARTS_OPS
 from noisydarts.spaces.darts import DartsSupernet, derive
 from noisydarts.spaces.nb201 import NB201Supernet, ResNetReduction
 
@@ -222,7 +222,7 @@ def test_train_takes_the_search_runs_evaluation_settings(tiny_config, tmp_path):
 
 
 def test_channel_shuffle_is_the_permutation_and_keeps_channels_last():
-    from noisydarts.mixed import channel_shuffle
+    from noisydarts.nn.mixed import channel_shuffle
 
     x = torch.randn(2, 16, 5, 7)
     for t in (x, x.contiguous(memory_format=torch.channels_last)):

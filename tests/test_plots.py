@@ -14,9 +14,10 @@ import yaml
 from noisydarts import cli
 from noisydarts.errors import UserError
 from noisydarts.spaces.darts import Genotype
-from noisydarts.ops import NOISYDARTS_OPS, OPS
-from noisydarts.plots import OP_COLORS, dominant_counts, load_run_data, plot_run
-from noisydarts.report import write_report
+from noisydarts.nn.ops import NOISYDARTS_OPS, OPS
+from noisydarts.viz.plots import OP_COLORS, dominant_counts, load_run_data
+from noisydarts.viz.run import plot_run
+from noisydarts.viz.report import write_report
 
 NB201_OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -131,7 +132,7 @@ def test_every_plot_is_a_valid_png_and_svg(runs, name):
 
 
 def test_alpha_grid_has_one_panel_per_edge(runs):
-    from noisydarts.plots import alpha_figure
+    from noisydarts.viz.plots import alpha_figure
 
     data = load_run_data(runs["darts"])
     fig = alpha_figure(data, "normal")
@@ -240,7 +241,7 @@ def test_search_flags_set_plots_and_tensorboard():
 def test_tensorboard_missing_is_a_clear_user_error(monkeypatch):
     import builtins
 
-    from noisydarts.callbacks import default_callbacks
+    from noisydarts.search.callbacks import default_callbacks
 
     real_import = builtins.__import__
 
@@ -256,7 +257,7 @@ def test_tensorboard_missing_is_a_clear_user_error(monkeypatch):
 
 
 def test_plot_callback_warns_instead_of_failing(tmp_path):
-    from noisydarts.callbacks import PlotCallback
+    from noisydarts.search.callbacks import PlotCallback
     from noisydarts.search import SearchResult
 
     with pytest.warns(UserWarning, match="plots"):
@@ -267,7 +268,7 @@ def test_tensorboard_callback_logs_the_epoch_scalars(monkeypatch, tmp_path):
     import sys
     import types
 
-    from noisydarts.callbacks import TensorBoardCallback
+    from noisydarts.search.callbacks import TensorBoardCallback
 
     written = []
 
@@ -299,9 +300,9 @@ def test_tensorboard_callback_logs_the_epoch_scalars(monkeypatch, tmp_path):
 def test_search_adds_the_config_callbacks(monkeypatch, tmp_path):
     import importlib
 
-    from noisydarts.callbacks import PlotCallback
+    from noisydarts.search.callbacks import PlotCallback
 
-    search_mod = importlib.import_module("noisydarts.search")  # the package exports the function as .search
+    search_mod = importlib.import_module("noisydarts.search.loop")
 
     seen = {}
 

@@ -13,11 +13,10 @@ import torch.nn as nn
 
 import noisydarts
 from noisydarts.errors import UserError
-from noisydarts.estimators import StepContext, build_estimator
+from noisydarts.methods.estimators import StepContext, build_estimator
 from noisydarts.models import create_model, info, resolve_genotype
 from noisydarts.search import Searcher, cross_entropy, search
-from noisydarts.sivdnas import (VariationalDropoutWeighting, gaussian_kl, kl_term, optimal_eta,
-                                select_architecture)
+from noisydarts.methods.sivdnas import VariationalDropoutWeighting, gaussian_kl, kl_term, optimal_eta, select_architecture
 from noisydarts.spaces import genotype_from_payload, genotype_payload, get_space, parse_genotype
 from noisydarts.spaces.darts import VariableGenotype
 
@@ -263,7 +262,7 @@ def test_every_estimator_adds_the_kl_gradient_and_only_to_the_architecture(name,
 
 
 def build_defaults(name):
-    from noisydarts.estimators import ESTIMATORS
+    from noisydarts.methods.estimators import ESTIMATORS
 
     return dict(ESTIMATORS[name].DEFAULTS)
 
@@ -425,7 +424,7 @@ def test_variable_network_parameters_counted_by_hand():
 # --- end to end ------------------------------------------------------------------------------------------
 
 def test_si_vdnas_search_in_the_darts_space_through_train_info_evaluate_export(tmp_path):
-    from noisydarts.plots import plot_run
+    from noisydarts.viz.run import plot_run
     from noisydarts.train import evaluate, export, load_trained, train
 
     run = search(config() | {"epochs": 1}, out=tmp_path / "search", progress=False)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import noisydarts
-from noisydarts import nb201
+from noisydarts.benchmark import nb201
 from noisydarts.cli import main
 from noisydarts.errors import UserError
 from noisydarts.models import create_model, info, resolve_genotype
@@ -56,7 +56,7 @@ def test_every_space_from_search_to_export(name, tmp_path):
     assert space.from_json(json.loads(json.dumps(space.to_json(genotype)))) == genotype
 
     # the space draws its cells and names its alpha rows for the plots
-    from noisydarts.plots import plot_run
+    from noisydarts.viz.run import plot_run
 
     pngs = {p.name for p in plot_run(tmp_path / "search") if p.suffix == ".png"}
     assert {"cells.png", "dominant_ops.png"} <= pngs and any(n.startswith("alpha_") for n in pngs)

@@ -122,7 +122,7 @@ def test_bad_weights(full_run, tmp_path):
     with pytest.raises(UserError, match="classify 10 classes but the data has 100"):
         load_trained(full_run.run_dir, num_classes=100)
     payload = torch.load(full_run.run_dir / "weights.pt", weights_only=False)
-    from noisydarts import zoo
+    from noisydarts.models import zoo
 
     payload["genotype"] = zoo.get("darts_v2").to_dict()  # weights of another architecture
     torch.save(payload, tmp_path / "mismatch.pt")

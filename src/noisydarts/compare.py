@@ -39,7 +39,7 @@ from pathlib import Path
 
 from . import config as config_lib
 from .errors import UserError
-from .runs import atomic_write_text
+from .runtime.runs import atomic_write_text
 
 PLAN_FILE = "compare.json"
 PLAN_VERSION = 1
@@ -332,13 +332,13 @@ def _worker_main(task_json: str) -> int:
     _die_with_parent(task["parent"])
     import torch
 
-    from .search import _summary_line, search
+    from .search.loop import summary_line, search
 
     torch.set_num_threads(task["threads"])
 
     class EpochLines:
         def on_epoch(self, record, run_dir):
-            print(_summary_line(record), flush=True)
+            print(summary_line(record), flush=True)
 
     try:
         if task["resume"]:
@@ -388,7 +388,7 @@ def final_metrics(records: list[dict]) -> dict:
 
 
 def _collect(runs: list[Run]) -> None:
-    from .plots import load_run_data
+    from .viz.plots import load_run_data
 
     for run in runs:
         if run.status in ("finished", "stopped", "interrupted", "failed") and (run.run_dir / "metrics.jsonl").is_file():
@@ -484,8 +484,8 @@ def _runs_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
 
 
 def _overlays(result: CompareResult) -> list[Path]:
-    from .overlay import Group, write_overlays
-    from .plots import load_run_data
+    from .viz.overlay import Group, write_overlays
+    from .viz.plots import load_run_data
 
     groups = [Group(m, [load_run_data(r.run_dir) for r in result.runs if r.method == m and r.done]) for m in result.methods]
     if not any(g.runs for g in groups):
@@ -495,8 +495,8 @@ def _overlays(result: CompareResult) -> list[Path]:
 
 def write_summary(result: CompareResult, plan: dict) -> list[Path]:
     """summary.md, summary.csv, runs.csv, summary.json and report.html in the comparison's directory."""
-    from .overlay import BAND_NOTE, CAPTIONS
-    from .report import CSS, _data_uri, _html_table, _md_table
+    from .viz.overlay import BAND_NOTE, CAPTIONS
+    from .viz.report import CSS, _data_uri, _html_table, _md_table
 
     out = result.out
     pngs = _overlays(result)

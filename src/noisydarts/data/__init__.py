@@ -13,46 +13,11 @@ One module per concern:
   (``open_dataset``, ``make_batches``): what the search and training loops call.
 """
 
-from .augment import (
-    CROP_FRACTION,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    AugmentParams,
-    apply_augment,
-    augment,
-    color_jitter,
-    imagenet_eval,
-    imagenet_train,
-    normalize,
-    random_resized_crop_box,
-    sample_augment_params,
-)
+from .augment import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, AugmentParams, apply_augment, augment, color_jitter, imagenet_eval, imagenet_train, normalize, random_resized_crop_box, sample_augment_params
 from .batching import BatchIterator, epoch_seed, split_indices
-from .factory import (
-    DATA_DEFAULTS,
-    augment_style,
-    in_memory,
-    make_batches,
-    memory_budget,
-    open_dataset,
-    validate_data_config,
-)
+from .factory import DATA_DEFAULTS, augment_style, in_memory, make_batches, memory_budget, open_dataset, validate_data_config
 from .folder import IMAGE_EXTENSIONS, SPLITS, decode_files, decode_image, list_images, to_rgb
-from .memory import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    CIFAR100_MEAN,
-    CIFAR100_STD,
-    DATASETS,
-    DEFAULT_ROOT,
-    ImageDataset,
-    _load_torchvision,  # noqa: F401 (tests clear its cache)
-    channel_stats,
-    load_dataset,
-    load_image_folder,
-    mini_metadata,
-    resize_images,
-)
+from .memory import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, DATASETS, DEFAULT_ROOT, ImageDataset, _load_torchvision, channel_stats, load_dataset, load_image_folder, mini_metadata, resize_images
 from .streaming import ImageFolderSplit, StreamingBatches, stream_image_folder
 
 __all__ = [

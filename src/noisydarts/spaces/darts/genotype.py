@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ...literals import edge_list, genotype_fields, int_list, parse_call
-from ...ops import OPS
+from ..literals import edge_list, genotype_fields, int_list, parse_call
+from ...nn.ops import OPS
 
 Edge = tuple[str, int]
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import UserError
-from ...ops import FactorizedReduce, ReLUConvBN, build_op
+from ...nn.ops import FactorizedReduce, ReLUConvBN, build_op
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:

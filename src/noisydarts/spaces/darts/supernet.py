@@ -29,13 +29,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...checkpointing import check_checkpoint, recompute, resolve_checkpoint
+from ...nn.recompute import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
-from ...heads import AuxiliaryHead
-from ...mixed import MixedEdge, build_weighting, weighting_factory
-from ...noise import build_skip_transform
-from ...ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
-from ...supernet import Supernet
+from ...nn.heads import AuxiliaryHead
+from ...nn.mixed import MixedEdge
+from ...methods.weightings import build_weighting, weighting_factory
+from ...methods.noise import build_skip_transform
+from ...nn.ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
+from ...nn.supernet import Supernet
 from .genotype import Genotype, VariableGenotype
 
 DEFAULTS = {

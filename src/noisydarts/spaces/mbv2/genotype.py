@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import UserError
-from ...literals import parse_call
+from ..literals import parse_call
 from .blocks import ACTIVATIONS, CHOICES, IDENTITY, IDENTITY_LAYERS, NUM_LAYERS
 
 EXAMPLE = "LayerwiseGenotype(layers=['mb6_k3', 'mb3_k3', ...19 choices], se=0.25, activation='swish')"

@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .blocks import (IDENTITY, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, Identity, MBConv, head, init_weights,
-                     mbconv_shape, scaled, stem)
+from .blocks import IDENTITY, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, Identity, MBConv, head, init_weights, mbconv_shape, scaled, stem
 from .genotype import LayerwiseGenotype
 
 

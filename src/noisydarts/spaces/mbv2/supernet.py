@@ -37,14 +37,14 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ...checkpointing import check_checkpoint, recompute, resolve_checkpoint
+from ...nn.recompute import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
-from ...mixed import WEIGHTINGS, apply_op
-from ...noise import build_skip_transform
-from ...ops import check_op_list
-from ...supernet import Supernet
-from .blocks import (CHOICES, IDENTITY, IDENTITY_LAYERS, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, MBConv, head,
-                     init_weights, mbconv_shape, scaled, stem)
+from ...methods.weightings import WEIGHTINGS
+from ...nn.mixed import apply_op
+from ...methods.noise import build_skip_transform
+from ...nn.ops import check_op_list
+from ...nn.supernet import Supernet
+from .blocks import CHOICES, IDENTITY, IDENTITY_LAYERS, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, MBConv, head, init_weights, mbconv_shape, scaled, stem
 from .genotype import LayerwiseGenotype
 
 DEFAULTS = {

@@ -1,0 +1,8 @@
+"""Everything that differs between DARTS variants, each behind one seam.
+
+* weightings (:mod:`.weightings`, :mod:`.sivdnas`): architecture parameters -> op and edge weights;
+* op transforms (:mod:`.noise`): NoisyDARTS' noise and the release's drop-path on skip connections;
+* estimators (:mod:`.estimators`): the architecture gradient (first/second order, Amended-DARTS);
+* gradient transforms (:mod:`.gradients`): projection between edges;
+* callbacks (:mod:`.hessian`, :mod:`.early_stop`): the Hessian monitor and the early stops.
+"""

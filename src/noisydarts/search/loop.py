@@ -1,0 +1,471 @@
+"""The bilevel search loop, its run directory, checkpoints and resume.
+
+Each step (Algorithm 1 of NoisyDARTS, in the order of the DARTS release):
+
+1. architecture step on a search-val batch: the configured estimator fills ``alpha.grad``,
+   the configured gradient transforms change it (none by default; see
+   :mod:`noisydarts.gradients`), then Adam updates alpha (skipped during ``warmup_epochs``);
+2. weight step on a search-train batch: SGD with momentum, cosine learning rate, gradient
+   clipping.
+
+The NoisyDARTS noise, partial channels, edge normalization and the choice of estimator are all
+inside the supernet and the estimator; the loop below is the same for every method and space.
+
+Run directory: ``config.yaml`` (fully resolved, plus the run's ``provenance``), ``metrics.jsonl``
+(a line per epoch), ``checkpoint.pt`` (everything needed to continue; written atomically after
+every epoch) and, at the end, ``genotype.json``. While a process writes the run it holds
+``.lock`` (:class:`noisydarts.runs.RunLock`); an epoch that leaves anything non-finite stops the
+run before it is written (:mod:`noisydarts.guard`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import config as config_lib
+from ..nn import compiling, recompute
+from ..runtime import distributed, guard, runs
+from .callbacks import default_callbacks
+from ..data import make_batches, open_dataset, split_indices
+from ..errors import UserError
+from ..methods.estimators import StepContext, build_estimator
+from ..methods.gradients import build_gradient_transform
+from ..methods.noise import SkipNoise
+from ..runtime.device import autocast, pick_device, precision
+from ..runtime.progress import progress_bar
+from ..runtime.rng import checkpoint_rng, restore_rng, seed_everything
+from ..runtime.runs import CHECKPOINT, append_jsonl, atomic_torch_save, atomic_write_text, new_run_dir, read_jsonl
+from ..nn.supernet import search_loss
+from ..spaces import genotype_payload, get_space
+
+DEFAULT_PRESET = config_lib.DEFAULT_PRESET
+
+
+@dataclass
+class SearchResult:
+    genotype: object                       # the space's genotype type (see noisydarts.spaces)
+    alpha_history: list[dict] = field(default_factory=list)  # per epoch: {cell type: [[w]]}
+    run_dir: Path | None = None
+    metrics: list[dict] = field(default_factory=list)
+    stopped: dict | None = None            # why a callback ended the search early (None: it ran to the end)
+
+
+# --- setup helpers ----------------------------------------------------------------------------
+
+
+
+#: The search loss (kept under its old name for callers of ``noisydarts.search``).
+cross_entropy = search_loss
+
+
+# --- the searcher -----------------------------------------------------------------------------
+
+class Searcher:
+    """Holds everything a search needs; :func:`search` is the function to call."""
+
+    def __init__(self, cfg: dict, run_dir: Path, progress: bool = True):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = distributed.setup(cfg)  # this rank's device; under torchrun, the process group
+        self.rank, self.world = distributed.shard()
+        self.progress = progress and self.rank == 0
+        seed_everything(cfg["seed"])
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        data = cfg["data"]
+        dataset = open_dataset(data, "train", self.device)  # in memory on the device, or streamed from disk
+        if len(dataset.classes) < 2:
+            raise UserError(f"dataset {data['name']} has {len(dataset.classes)} class: a search needs at least 2")
+        indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg["seed"]))
+        if data["limit"] is not None:
+            indices = indices[: data["limit"]]
+        train_part, val_part = split_indices(len(indices), cfg["train_portion"], cfg["seed"])
+        train_idx, val_idx = indices[train_part], indices[val_part]
+        if min(len(train_idx), len(val_idx)) < 1:
+            raise UserError("the training set is too small to split into search-train and search-val halves")
+        self.dataset = dataset
+        # Under torchrun, every rank draws the same global batches and keeps its slice.
+        batches = functools.partial(make_batches, dataset, batch_size=cfg["batch_size"], data=data,
+                                    channels_last=cfg["channels_last"], device=self.device,
+                                    shard=(self.rank, self.world))
+        self.train_batches = batches(train_idx, seed=cfg["seed"], train=True)
+        # The val half feeds the architecture steps (shuffled and augmented as in DARTS) and,
+        # unaugmented in a fixed order, the end-of-epoch validation.
+        self.arch_batches = batches(val_idx, seed=cfg["seed"] + 1, train=True)
+        self.val_batches = batches(val_idx, seed=cfg["seed"], train=False)
+
+        self.space = get_space(cfg)
+        self.model = self.space.build_supernet(cfg, len(dataset.classes), dataset.channels).to(self.device)
+        self.model.set_search_data(len(train_idx), len(val_idx))
+        if cfg["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._distribute(cfg["distributed"])
+        compiling.compile_regions(self.model, cfg["compile"])  # after SyncBatchNorm replaced modules
+        w, a = cfg["weights"], cfg["arch"]
+        self.w_opt = torch.optim.SGD(self.model.weight_parameters(), w["lr"], momentum=w["momentum"],
+                                     weight_decay=w["weight_decay"])
+        self.a_opt = torch.optim.Adam(self.model.arch_param_groups(), a["lr"], betas=tuple(a["betas"]),
+                                      weight_decay=a["weight_decay"])
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg["epochs"], eta_min=w["lr_min"])
+        self.estimator = build_estimator(cfg)
+        self.grad_transform = build_gradient_transform(cfg, self.model)
+        self.start_epoch = 0
+        self.preset: str | None = None   # for the start-of-run line only
+        self.stopped: dict | None = None  # set when a callback stops the search (early stopping)
+        self.callbacks = ()               # the running search's callbacks (their state is checkpointed)
+        self.callback_states: dict = {}   # their state from a checkpoint, handed back in run()
+
+    def _distribute(self, options: dict) -> None:
+        """Under torchrun: SyncBatchNorm if asked, σ over all ranks if asked, every rank starting
+        from rank 0's α and weights, and a global generator of its own on every rank but 0."""
+        if self.world == 1:
+            return
+        if options["sync_bn"]:
+            self.model = distributed.convert_sync_batchnorm(self.model)
+        if options["noise_std"] == "global":
+            for module in self.model.modules():
+                if isinstance(module, SkipNoise):  # also inside the release's drop-path wrapper
+                    module.std_fn = distributed.global_std
+        distributed.broadcast_module(self.model)
+        seed_everything(distributed.rank_seed(self.cfg["seed"], self.rank))
+
+    def step_context(self, lr: float) -> StepContext:
+        return StepContext(loss_fn=cross_entropy, weight_optimizer=self.w_opt, weight_lr=lr,
+                           all_reduce=distributed.all_reduce_mean if self.world > 1 else None)
+
+    # --- checkpoints ---
+    def state_dict(self, next_epoch: int) -> dict:
+        """Everything a resume needs. Under torchrun every rank must call it (the RNG states of all
+        ranks are gathered); rank 0 writes it."""
+        return {"epoch": next_epoch, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
+                "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), **checkpoint_rng(),
+                "world_size": self.world, "estimator": getattr(self.estimator, "state_dict", dict)(),
+                "stopped": self.stopped, "grad_transform": self.grad_transform.state_dict(),
+                "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if hasattr(self.estimator, "load_state_dict"):
+            self.estimator.load_state_dict(state.get("estimator", {}))
+        self.grad_transform.load_state_dict(state.get("grad_transform", {}))
+        restore_rng(state, self.cfg["seed"])
+        self.start_epoch = state["epoch"]
+        self.stopped = state.get("stopped")
+        self.callback_states = state.get("callbacks", {})
+
+    # --- one epoch ---
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, model = self.cfg, self.model
+        model.train()
+        model.set_epoch(epoch, cfg["epochs"])
+        lr = self.scheduler.get_last_lr()[0]
+        ctx = self.step_context(lr)
+        update_arch = epoch >= cfg["warmup_epochs"]
+        weights = self.model.weight_parameters()
+        amp = autocast(cfg, self.device)
+        # Running sums stay on the device: no per-step host sync.
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        arch_iter = _cycle(self.arch_batches, epoch)
+        bar = progress_bar(len(self.train_batches), f"epoch {epoch + 1}/{cfg['epochs']}", self.progress)
+        for step, (x, y) in enumerate(self.train_batches.epoch(epoch)):
+            val_batch = next(arch_iter) if update_arch else None
+            loss, logits = self.search_step((x, y), val_batch, ctx, weights, amp)
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0 or step == len(self.train_batches) - 1:
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}")
+        if bar is not None:
+            bar.close()
+        self.scheduler.step()
+        if self.world > 1:
+            if not self.cfg["distributed"]["sync_bn"]:
+                distributed.average_buffers(model)  # BN running statistics: the same on every rank
+            loss_total, correct_total, seen = distributed.sum_over_ranks([loss_sum, correct, seen])
+            return {"train_loss": loss_total / max(seen, 1), "train_acc": 100.0 * correct_total / max(seen, 1), "lr": lr}
+        return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": 100.0 * correct.item() / max(seen, 1),
+                "lr": lr}
+
+    def search_step(self, train_batch, val_batch, ctx: StepContext, weights, amp):
+        """One bilevel step: an architecture step on ``val_batch`` (None: alpha stays frozen),
+        then a weight step on ``train_batch``. Returns the weight step's loss and logits."""
+        model = self.model
+        model.begin_step()  # per-iteration state shared by both steps (SI-VDNAS' masks)
+        if val_batch is not None:
+            model.set_phase("arch")
+            self.a_opt.zero_grad(set_to_none=True)
+            with amp:
+                self.estimator.step(model, train_batch, val_batch, ctx)
+            self.grad_transform(model)  # e.g. gradient projection between edges; nothing by default
+            self.a_opt.step()
+        x, y = train_batch
+        model.set_phase("weights")
+        self.w_opt.zero_grad(set_to_none=True)
+        # Gradients for the weights only: alpha frozen, so autograd neither computes nor keeps
+        # what only alpha's gradient needs (every op's output on every mixed edge).
+        with recompute.frozen(model.arch_parameters()):
+            with amp:
+                loss, logits = model.training_loss(x, y)
+            torch.autograd.backward(loss, inputs=weights)
+        if self.world > 1:  # the global batch's mean gradient, the same on every rank
+            for w, g in zip(weights, distributed.all_reduce_mean([w.grad for w in weights], len(y))):
+                w.grad = g
+        if self.cfg["weights"]["grad_clip"]:
+            nn.utils.clip_grad_norm_(weights, self.cfg["weights"]["grad_clip"])
+        self.w_opt.step()
+        return loss, logits
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        with autocast(self.cfg, self.device):
+            for x, y in self.val_batches.epoch(0):
+                logits = self.model(x).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y)
+        if self.world > 1:  # each rank validated its slices
+            loss_total, correct_total, seen = distributed.sum_over_ranks([loss_sum, correct, seen])
+            return {"val_loss": loss_total / seen, "val_acc": 100.0 * correct_total / seen}
+        return {"val_loss": loss_sum.item() / seen, "val_acc": 100.0 * correct.item() / seen}
+
+    def epoch_record(self, epoch: int, train: dict, val: dict, seconds: float) -> dict:
+        genotype = self.model.genotype()
+        alpha = {k: [[round(float(v), 6) for v in row] for row in w.tolist()]
+                 for k, w in self.model.arch_weights().items()}
+        return {"epoch": epoch + 1, **train, **val, "epoch_time": round(seconds, 3), "alpha": alpha,
+                "genotype": str(genotype), **self.space.genotype_metrics(genotype), **self.model.epoch_metrics()}
+
+    def check_finite(self, epoch: int, logged: dict) -> None:
+        """The divergence guard (:mod:`noisydarts.guard`): before anything of the epoch is written."""
+        guard.check_epoch(epoch + 1, self.run_dir, "search", {k: logged[k] for k in ("train_loss", "val_loss")},
+                          {"alpha": self.model.arch_parameters(),
+                           "weights": [t for name, t in self.model.state_dict().items() if not name.startswith("arch.")],
+                           "optimizer state": guard.optimizer_tensors(self.w_opt, self.a_opt)},
+                          hint="lower weights.lr, arch.lr or noise.lambda",
+                          agree=distributed.agree_nonfinite if self.world > 1 else None)
+
+    def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
+        """Train until ``stop_after`` (or all) epochs are done, or until a callback stops the search.
+
+        Callbacks (see :mod:`noisydarts.callbacks`) are objects with any of these methods:
+        ``state_dict()``/``load_state_dict(state)`` for state kept in the checkpoint;
+        ``on_start(searcher)`` once before the first epoch; ``on_record(searcher, record)`` after
+        each epoch, before the record is logged (monitors add their measurements to it);
+        ``check_stop(history) -> Stop | None`` with every record so far (an early-stopping rule);
+        ``on_epoch(record, run_dir)`` once the epoch is logged and checkpointed; and
+        ``on_end(result)`` at the end (also when interrupted on purpose or stopped early).
+        A stop ends the loop after that epoch: the record, the checkpoint and genotype.json say
+        why, and genotype.json holds that epoch's architecture."""
+        cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
+        last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
+        main = self.rank == 0  # under torchrun, rank 0 alone writes the run directory and prints
+        self.callbacks = tuple(callbacks)
+        for cb in callbacks:
+            if hasattr(cb, "load_state_dict") and _state_key(cb) in self.callback_states:
+                cb.load_state_dict(self.callback_states[_state_key(cb)])
+            if hasattr(cb, "on_start"):
+                cb.on_start(self)
+        history = read_jsonl(metrics_path)  # the epochs already done (a resumed run's)
+        if self.progress:
+            print(runs.start_line("search", self.device, precision(cfg, self.device), self.run_dir, self.preset,
+                                  resumed_at=self.start_epoch or None, world=self.world), flush=True)
+        for epoch in range(self.start_epoch, last):
+            if self.stopped is not None:
+                break
+            t0 = time.perf_counter()
+            train = self.train_epoch(epoch)
+            val = self.validate()
+            self.check_finite(epoch, {**train, **val})
+            record = self.epoch_record(epoch, train, val, time.perf_counter() - t0)
+            for cb in callbacks:
+                if hasattr(cb, "on_record"):
+                    cb.on_record(self, record)
+            history.append(record)
+            stops = (cb.check_stop(history) for cb in callbacks if hasattr(cb, "check_stop"))
+            first = next((s.to_dict() for s in stops if s is not None), None)
+            # Rank 0 decides for all (a monitor measures on its own rank's slice): every rank stops alike.
+            stop = distributed.on_main(lambda: first)
+            if stop is not None:
+                self.stopped = record["stopped"] = stop
+            state = self.state_dict(epoch + 1)  # on every rank: it gathers their RNG states
+            if not main:
+                continue
+            append_jsonl(metrics_path, record)
+            atomic_torch_save(state, self.run_dir / CHECKPOINT)
+            if self.progress:
+                print(summary_line(record), flush=True)
+                if self.stopped is not None:
+                    print(f"early stop after epoch {record['epoch']}: {self.stopped['reason']}", flush=True)
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch"):
+                    cb.on_epoch(record, self.run_dir)
+        genotype = self.model.genotype()
+        if not main:  # α is rank 0's, bit for bit: the same genotype; the run directory is rank 0's
+            return SearchResult(genotype=genotype, run_dir=self.run_dir, stopped=self.stopped)
+        metrics = read_jsonl(metrics_path)
+        if last == cfg["epochs"] or self.stopped is not None:
+            payload = {**genotype_payload(genotype), **self.space.genotype_metrics(genotype), "epochs": len(metrics)}
+            if self.stopped is not None:
+                payload["stopped"] = self.stopped
+            atomic_write_text(self.run_dir / "genotype.json", json.dumps(payload, indent=1) + "\n")
+        result = SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
+                              run_dir=self.run_dir, metrics=metrics, stopped=self.stopped)
+        for cb in callbacks:
+            if hasattr(cb, "on_end"):
+                cb.on_end(result)
+        return result
+
+
+def _state_key(callback) -> str:
+    return type(callback).__name__
+
+
+def summary_line(r: dict) -> str:
+    extra = "".join(f" {k}={r[k]}" for k in ("skip_normal", "skip_reduce", "skip_count") if k in r)
+    # Spaces with a ground-truth table (NAS-Bench-201) log the derived cell's test accuracies.
+    bench = [f"{name} {r[k]:.2f}" for k, name in (("cifar10_test", "C10"), ("cifar100_test", "C100"),
+                                                  ("imagenet16_test", "IN16")) if k in r]
+    if bench:
+        extra += " | NB201 test " + " ".join(bench)
+    return (f"epoch {r['epoch']}: train loss {r['train_loss']:.3f} acc {r['train_acc']:.1f} | "
+            f"val loss {r['val_loss']:.3f} acc {r['val_acc']:.1f} | {r['epoch_time']:.1f}s{extra}\n  {r['genotype']}")
+
+
+def _cycle(batches, epoch: int):
+    """Architecture batches for one epoch; if the val half is the smaller one, start it over
+    (with a fresh order) rather than stop the epoch early."""
+    round_ = 0
+    while True:
+        yield from batches.epoch(epoch + 100_000 * round_)
+        round_ += 1
+
+
+# --- the public entry point -------------------------------------------------------------------
+
+def search(config: dict | str | Path | None = None, *, out: str | Path | None = None,
+           resume: str | Path | None = None, progress: bool = True, stop_after: int | None = None,
+           label: str | None = None, callbacks=()) -> SearchResult:
+    """Run a search and return its result.
+
+    ``config``: a preset name, a YAML file, a (partial) config dict, or None for the
+    ``nb201-quick`` preset; partial dicts are resolved over the defaults. ``out``: the run directory (default
+    ``runs/<timestamp>-<preset>``). ``resume``: continue the run in that directory from its last
+    checkpoint (its own config is used). ``stop_after``: stop once that many epochs are done,
+    leaving a resumable run (used to interrupt on purpose). ``label`` names the default run
+    directory (the preset's name when ``config`` is one). ``callbacks``: objects with optional
+    ``on_start``, ``on_record``, ``check_stop``, ``on_epoch`` and ``on_end`` methods (see
+    :meth:`Searcher.run`), run after the ones the config asks for.
+
+    Under torchrun (:mod:`noisydarts.distributed`) every process calls this with the same
+    arguments; rank 0 creates, locks and writes the run directory and prints, the others only
+    compute. To resume, every rank reads the run's config.yaml and checkpoint.pt (on several
+    nodes: a file system they share).
+    """
+    if resume is not None:
+        if config is not None or out is not None:
+            raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--out")
+        run_dir = runs.resume_dir(resume, "search")
+        if all(runs.path_kind(run_dir / n) == "file" for n in (CHECKPOINT, runs.CONFIG)):  # else load_run says why
+            distributed.setup(runs.read_run_config(run_dir, "search", lambda raw: config_lib.resolve(config_file=raw))[0])
+        with contextlib.ExitStack() as stack:
+            def lock() -> None:  # rank 0 holds the run; the others hear whether it could
+                stack.enter_context(runs.active_run(run_dir, "search"))
+
+            distributed.on_main(lock)
+            run_dir, cfg, state, prov = load_run(run_dir)
+            _check_world_size(state, run_dir)
+            callbacks = (*default_callbacks(cfg), *callbacks) if distributed.is_main() else ()
+            searcher = Searcher(cfg, run_dir, progress)
+            with runs.restoring(run_dir):
+                searcher.load_state_dict(state)
+            if distributed.is_main():
+                _truncate_metrics(run_dir / "metrics.jsonl", searcher.start_epoch)
+            searcher.preset = prov.get("preset")
+            return searcher.run(stop_after, callbacks)
+
+    cfg = resolve_search_config(config)
+    distributed.setup(cfg)  # under torchrun: checks the launch (one line on every rank), joins the others
+    callbacks = (*default_callbacks(cfg), *callbacks) if distributed.is_main() else ()
+    if config is None:
+        label = DEFAULT_PRESET
+    elif label is None:
+        label = str(config) if isinstance(config, str) and config in config_lib.preset_names() else "search"
+    preset = label if label in config_lib.preset_names() else None
+    started, searcher = None, None
+    try:
+        with contextlib.ExitStack() as stack:
+            def start_run() -> tuple[str, bool]:  # rank 0: the run directory, locked, with its config.yaml
+                run_dir, created = new_run_dir(out, label)
+                stack.enter_context(runs.active_run(run_dir, "search"))
+                atomic_write_text(run_dir / runs.CONFIG, config_lib.dump(cfg, runs.provenance(preset)))
+                return str(run_dir), created
+
+            started = distributed.on_main(start_run)
+            searcher = Searcher(cfg, Path(started[0]), progress)
+            searcher.preset = preset
+            return searcher.run(stop_after, callbacks)
+    except BaseException:
+        # Failed before its first epoch began (bad data, say): leave nothing (once the lock is released).
+        if started is not None and searcher is None and distributed.is_main():
+            runs.remove_failed_run(Path(started[0]), started[1])
+        raise
+
+
+def _check_world_size(state: dict, run_dir: Path) -> None:
+    """Resuming with another number of processes works (data order, α, weights and optimizer
+    states do not depend on it) but does not continue the run exactly: say so once."""
+    before, now = int(state.get("world_size", 1)), distributed.world_size()
+    if before != now and distributed.is_main():
+        import warnings
+
+        warnings.warn(f"{run_dir} ran with {before} process(es) and continues with {now}: the data order, α and "
+                      "weights continue as they were, but the noise draws and per-process BatchNorm statistics "
+                      f"differ from a run that kept {before}; resume with {before} to continue it exactly",
+                      stacklevel=3)
+
+
+def resolve_search_config(config) -> dict:
+    if config is None:
+        return config_lib.resolve(DEFAULT_PRESET)
+    if isinstance(config, dict):
+        return config_lib.resolve(config_file=config)
+    if isinstance(config, (str, Path)) and str(config) in config_lib.preset_names():
+        return config_lib.resolve(str(config))
+    return config_lib.resolve(config_file=config)
+
+
+def load_run(run_dir: str | Path) -> tuple[Path, dict, dict, dict]:
+    """``(run_dir, config, checkpoint state, provenance)`` of a search run, each file checked
+    (:func:`noisydarts.runs.load_run`)."""
+    return runs.load_run(run_dir, "search", lambda raw: config_lib.resolve(config_file=raw),
+                         keys={"epoch": int, "model": dict, "w_opt": dict, "a_opt": dict, "scheduler": dict,
+                               "rng": dict})
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metric lines past the checkpoint (an epoch logged but not checkpointed before a crash)."""
+    records = [r for r in read_jsonl(path) if r.get("epoch", 0) <= epochs_done]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))

@@ -1,0 +1,223 @@
+"""A report of one or more search runs: ``report.md`` and a self-contained ``report.html``.
+
+The report holds, per run, the config, the final genotype, the plots of :mod:`noisydarts.plots`,
+the per-epoch metrics table and, for NAS-Bench-201 runs, the benchmark accuracies. Several runs
+are compared in a summary table (one column per run) and overlaid in one set of figures
+(:mod:`noisydarts.overlay`: skip counts, one edge's weights, accuracies, the Hessian monitor,
+one line per run), followed by each run's own section at full width.
+The HTML inlines every image as a base64 PNG data URI and its CSS in a ``<style>`` element: it
+has no external reference and can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from .overlay import CAPTIONS as OVERLAY_CAPTIONS
+from .overlay import Group, write_overlays
+from .plots import NB201_ACCURACIES, RunData, load_run_data
+from .run import plot_run, up_to_date_plots
+from ..runtime.runs import atomic_write_text
+
+#: Metrics-table columns in this order first, then any other numeric key of the records.
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time",
+           "skip_normal", "skip_reduce", "skip_count", "nb201_index", *NB201_ACCURACIES)
+PLOT_CAPTIONS = {
+    "alpha": "Architecture weights of each op on each edge over the epochs (NoisyDARTS Fig. 1 style).",
+    "dominant_ops": "How many edges each op wins (largest weight) at each epoch (NoisyDARTS Fig. 4 style).",
+    "cells": "The derived cell(s) of the final genotype.",
+    "nb201_accuracy": "NAS-Bench-201 test accuracy of the architecture derived after each epoch.",
+    "hessian": "Dominant eigenvalue of the architecture Hessian (the Hessian monitor, RobustDARTS' collapse indicator).",
+}
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.5em} h2{font-size:1.25em;border-bottom:1px solid #ccc} h3{font-size:1.05em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0} th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left}
+.runs{display:grid;gap:1.5em;overflow-x:auto} .run{min-width:420px}
+details.run>summary{cursor:pointer;font-size:1.15em;font-weight:600;margin:.6em 0}
+img{max-width:100%;height:auto;border:1px solid #eee}
+pre,code{font-size:.8em;background:#f7f7f7} pre{padding:.5em;white-space:pre-wrap;word-break:break-all}
+figcaption{font-size:.85em;color:#555} .note{color:#a33}
+"""
+
+
+# --- the numbers ---------------------------------------------------------------------------------
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.2e}" if value and abs(value) < 1e-2 else f"{value:.4g}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
+
+
+def metric_columns(records: list[dict]) -> list[str]:
+    keys = {k for r in records for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return [c for c in COLUMNS if c in keys] + sorted(keys - set(COLUMNS))
+
+
+def summary(data: RunData) -> dict[str, str]:
+    """One column of the comparison table."""
+    cfg, last = data.config, data.records[-1]
+    noise = cfg.get("noise", {})
+    stopped = last.get("stopped") if isinstance(last.get("stopped"), dict) else None
+    status = "finished" if data.finished else "interrupted"
+    if stopped:
+        status = f"stopped early ({stopped.get('rule')}) after epoch {stopped.get('epoch')}"
+    rows = {
+        "run": data.run_dir.name,
+        "status": status,
+        "epochs": f"{len(data.records)}/{data.epochs_planned}",
+        "space": data.space,
+        "estimator": str(cfg.get("estimator", {}).get("name", "")),
+        "noise": f"{noise.get('distribution', '')} \u03bb={noise.get('lambda')}" if noise.get("enabled") else "off",
+        "edge weighting": str(cfg.get("edge", {}).get("weighting", "")),
+        "seed": _fmt(cfg.get("seed")),
+    }
+    for key in ("train_acc", "val_acc", "val_loss", "skip_normal", "skip_reduce", "skip_count", "ops_normal", "ops_reduce",
+                *NB201_ACCURACIES):
+        if key in last:
+            rows[f"final {key}"] = _fmt(last[key])
+    eigs = [r["hessian_eig"] for r in data.records if "hessian_eig" in r]
+    if eigs:
+        rows["last hessian_eig"] = _fmt(eigs[-1])
+    rows["total time (s)"] = _fmt(round(sum(float(r.get("epoch_time", 0)) for r in data.records), 1))
+    return rows
+
+
+def _plots(data: RunData) -> list[Path]:
+    """The run's PNGs: those in ``plots/`` when newer than the metrics, else drawn now."""
+    return up_to_date_plots(data) or [p for p in plot_run(data.run_dir) if p.suffix == ".png"]
+
+
+def _caption(path: Path) -> str:
+    if path.stem in OVERLAY_CAPTIONS:
+        return OVERLAY_CAPTIONS[path.stem] + ", one line per run."
+    return PLOT_CAPTIONS["alpha" if path.stem.startswith("alpha_") else path.stem]
+
+
+# --- markdown --------------------------------------------------------------------------------------
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _markdown(runs: list[tuple[RunData, list[Path]]], out: Path, overlays: list[Path]) -> str:
+    parts = ["# noisydarts search report", ""]
+    summaries = [summary(d) for d, _ in runs]
+    keys = list(dict.fromkeys(k for s in summaries for k in s))
+    parts += ["## Summary", "", _md_table(["", *[s["run"] for s in summaries]],
+                                           [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]]), ""]
+    if overlays:
+        parts += ["## The runs overlaid", ""]
+        for png in overlays:
+            parts += [f"![{png.stem}]({Path(os.path.relpath(png, out)).as_posix()})", "", f"*{_caption(png)}*", ""]
+    for data, pngs in runs:
+        parts += [f"## {data.title}", "", f"Run directory: `{data.run_dir}`", "",
+                  "### Final genotype" if data.finished else "### Genotype after the last epoch", "",
+                  "```", str(data.genotype_text), "```", ""]
+        if data.has_benchmark_accuracy:
+            last = data.records[-1]
+            parts += ["NAS-Bench-201 test accuracy: " + ", ".join(
+                f"{name} {_fmt(last.get(key))}%" for key, name in NB201_ACCURACIES.items()), ""]
+        parts += ["### Plots", ""]
+        for png in pngs:
+            rel = Path(os.path.relpath(png, out)).as_posix()
+            parts += [f"![{png.stem}]({rel})", "", f"*{_caption(png)}*", ""]
+        cols = metric_columns(data.records)
+        parts += ["### Metrics per epoch", "", _md_table(cols, [[_fmt(r.get(c)) for c in cols] for r in data.records]), "",
+                  "### Config", "", "```yaml", yaml.safe_dump(data.config, sort_keys=False).rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
+# --- html ----------------------------------------------------------------------------------------
+
+def _html_table(header: list[str], rows: list[list[str]], left_cols: int = 0) -> str:
+    e = html.escape
+    head = "".join(f'<th class="l">{e(h)}</th>' if i < left_cols else f"<th>{e(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f'<td class="l">{e(c)}</td>' if i < left_cols else f"<td>{e(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def _html(runs: list[tuple[RunData, list[Path]]], overlays: list[Path]) -> str:
+    e = html.escape
+    summaries = [summary(d) for d, _ in runs]
+    keys = list(dict.fromkeys(k for s in summaries for k in s))
+    body = ["<h1>noisydarts search report</h1>", "<h2>Summary</h2>",
+            _html_table(["", *[s["run"] for s in summaries]], [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]],
+                        left_cols=len(summaries) + 1)]
+    if overlays:
+        body.append("<h2>The runs overlaid</h2>")
+        body += [f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}"><figcaption>{e(_caption(png))}</figcaption></figure>'
+                 for png in overlays]
+        body.append("<h2>Each run</h2>")
+    several = len(runs) > 1
+    columns = []
+    for data, pngs in runs:
+        head = (f'<details class="run"><summary>{e(data.title)}</summary>' if several
+                else f'<section class="run"><h2>{e(data.title)}</h2>')
+        col = [head, f"<p>Run directory: <code>{e(str(data.run_dir))}</code></p>",
+               f"<h3>{'Final genotype' if data.finished else 'Genotype after the last epoch'}</h3>",
+               f"<pre>{e(str(data.genotype_text))}</pre>"]
+        if data.has_benchmark_accuracy:
+            last = data.records[-1]
+            col.append("<h3>NAS-Bench-201 test accuracy</h3>" + _html_table(
+                list(NB201_ACCURACIES.values()), [[_fmt(last.get(k)) + "%" for k in NB201_ACCURACIES]]))
+        col.append("<h3>Plots</h3>")
+        for png in pngs:
+            col.append(f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}">'
+                       f"<figcaption>{e(_caption(png))}</figcaption></figure>")
+        cols = metric_columns(data.records)
+        col += ["<h3>Metrics per epoch</h3>", _html_table(cols, [[_fmt(r.get(c)) for c in cols] for r in data.records]),
+                "<details><summary>Config</summary>",
+                f"<pre>{e(yaml.safe_dump(data.config, sort_keys=False))}</pre></details>",
+                "</details>" if several else "</section>"]
+        columns.append("\n".join(col))
+    body += ['<div class="runs">', *columns, "</div>"]  # one below the other, at full width
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>noisydarts report</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def run_labels(datas: list[RunData]) -> list[str]:
+    """Run directory names, with their parent's name where two runs share a name."""
+    names = [d.run_dir.name for d in datas]
+    return [f"{d.run_dir.parent.name}/{n}" if names.count(n) > 1 else n for d, n in zip(datas, names)]
+
+
+def write_report(run_dirs, out: str | Path | None = None, edge: str | None = None) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` for the runs into ``out`` (default: the first run's
+    directory) and return their paths. The plots are (re)drawn into each run's ``plots/``; with
+    several runs the overlay figures go into ``OUT/overlay/`` (``edge``: the edge whose weights
+    they show, e.g. ``"normal:3"``; default the one that changed most)."""
+    run_dirs = [Path(r) for r in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    if not run_dirs:
+        raise UserError("no run directory given: name at least one search run")
+    runs = [(data, _plots(data)) for data in map(load_run_data, run_dirs)]
+    out = Path(out) if out is not None else run_dirs[0]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a directory for report.md and report.html")
+    out.mkdir(parents=True, exist_ok=True)
+    overlays = []
+    if len(runs) > 1:
+        datas = [d for d, _ in runs]
+        overlays = write_overlays([Group(label, [d]) for label, d in zip(run_labels(datas), datas)], out / "overlay", edge)
+    md_path, html_path = out / "report.md", out / "report.html"
+    atomic_write_text(md_path, _markdown(runs, out, overlays))
+    atomic_write_text(html_path, _html(runs, overlays))
+    return md_path, html_path
