@@ -38,7 +38,7 @@ def test_the_package_imports_lazily():
     r = subprocess.run([sys.executable, "-c", "import sys, noisydarts; assert 'torch' not in sys.modules; "
                         "noisydarts.UserError; assert 'torch' not in sys.modules; print(noisydarts.search.__module__, noisydarts.train.__module__)"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=SRC))
-    assert r.returncode == 0 and r.stdout.strip() == "noisydarts.search.loop noisydarts.train.loop", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "noisydarts.search.api noisydarts.train.loop", r.stderr
     import importlib
 
     import noisydarts

@@ -302,7 +302,7 @@ def test_search_adds_the_config_callbacks(monkeypatch, tmp_path):
 
     from noisydarts.search.callbacks import PlotCallback
 
-    search_mod = importlib.import_module("noisydarts.search.loop")
+    search_mod = importlib.import_module("noisydarts.search.api")
 
     seen = {}
 

@@ -332,7 +332,7 @@ def _worker_main(task_json: str) -> int:
     _die_with_parent(task["parent"])
     import torch
 
-    from .search.loop import summary_line, search
+    from .search import search, summary_line
 
     torch.set_num_threads(task["threads"])
 

@@ -48,7 +48,7 @@ def search_config(args) -> dict:
 
 
 def _cmd_search(args) -> int:
-    from ..search.loop import search
+    from ..search import search
 
     if args.resume:
         if args.preset or args.config or args.overrides or args.data or args.out or args.no_plots or args.tensorboard:

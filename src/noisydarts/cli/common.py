@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from ..errors import Diverged, UserError
+from ..errors import Diverged
 
 
 def nonfinite(values: Mapping[str, float], tensors: Mapping[str, Iterable] | None = None) -> list[str]:

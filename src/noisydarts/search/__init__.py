@@ -5,6 +5,7 @@ regularizers) and a weight step; everything that differs between methods is insi
 and the method's parts, so the loop is the same for every method and space.
 """
 
-from .loop import SearchResult, Searcher, cross_entropy, load_run, resolve_search_config, search, summary_line
+from .api import load_run, resolve_search_config, search
+from .loop import SearchResult, Searcher, cross_entropy, summary_line
 
 __all__ = ["SearchResult", "Searcher", "cross_entropy", "load_run", "resolve_search_config", "search", "summary_line"]
