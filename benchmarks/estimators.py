@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 from noisydarts.methods.estimators import StepContext, build_estimator
 from noisydarts.search import cross_entropy
 from noisydarts.spaces import build_supernet
@@ -38,13 +38,13 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     base = [f"space.channels={args.channels}", f"space.layers={args.layers}"]
-    model = build_supernet(config_lib.resolve("quick", overrides=base), 10).to(device)
+    model = build_supernet(resolve_config("quick", overrides=base), 10).to(device)
     batch = lambda: (torch.randn(args.batch, 3, 32, 32, device=device), torch.randint(0, 10, (args.batch,), device=device))
     w_opt = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     ctx = StepContext(cross_entropy, w_opt, 0.025)
     rows = []
     for name, extra in VARIANTS:
-        est = build_estimator(config_lib.resolve("quick", overrides=base + [f"estimator.name={name}"] + extra))
+        est = build_estimator(resolve_config("quick", overrides=base + [f"estimator.name={name}"] + extra))
         arch_t = step_t = 0.0
         for i in range(args.steps + 1):  # the first step warms up
             train, val = batch(), batch()

@@ -34,12 +34,12 @@ def run_one(args) -> dict:
     import torch
     from _common import ready_searcher
 
-    from noisydarts import config
+    from noisydarts.search import resolve_config
     from noisydarts.methods.hessian import dominant_eigenvalue
     from noisydarts.search import cross_entropy
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    cfg = config.resolve(overrides=list(args.overrides), config_file={
+    cfg = resolve_config(overrides=list(args.overrides), config_file={
         "device": args.device, "batch_size": args.batch,
         "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4},

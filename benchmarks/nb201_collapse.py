@@ -24,6 +24,7 @@ import argparse
 import sys
 
 from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 from noisydarts.compare import compare
 from noisydarts.errors import UserError
 
@@ -34,10 +35,10 @@ def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: b
     """The preset with the overrides (``epochs=...`` among them); with ``keep_warmup``, its α warm-up
     scaled to the same share of ``epochs`` as of the preset's own epochs."""
     if not keep_warmup:
-        return config_lib.resolve(preset, None, overrides)
+        return resolve_config(preset, None, overrides)
     own = config_lib.load_preset(preset)
     warmup = round(own.get("warmup_epochs", 0) * epochs / own.get("epochs", epochs))
-    return config_lib.resolve(preset, None, [f"warmup_epochs={warmup}", *overrides])
+    return resolve_config(preset, None, [f"warmup_epochs={warmup}", *overrides])
 
 
 def main(argv=None) -> int:

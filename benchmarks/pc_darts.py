@@ -47,9 +47,9 @@ METHODS = {"darts": "darts-cifar10", "pc-darts": "pc-darts-cifar10", "pc-darts-g
 
 
 def resolve(method: str, batch: int, device: str, overrides=()) -> dict:
-    from noisydarts import config
+    from noisydarts.search import resolve_config
 
-    return config.resolve(METHODS[method], overrides=[
+    return resolve_config(METHODS[method], overrides=[
         f"device={device}", f"batch_size={batch}", "data.name=cifar10-mini", f"data.limit={min(5000, 4 * batch)}",
         "warmup_epochs=0", "plots=false", *overrides])
 

@@ -51,7 +51,7 @@ def build(args, checkpoint: bool):
     import torch
 
     from noisydarts.nn import recompute as checkpointing
-    from noisydarts import config
+    from noisydarts.search import resolve_config
     from noisydarts.methods.estimators import StepContext
     from noisydarts.nn.ops import DepthwiseConv2d
     from noisydarts.search import Searcher, cross_entropy
@@ -60,7 +60,7 @@ def build(args, checkpoint: bool):
     torch.set_num_threads(args.threads or torch.get_num_threads())
     if getattr(args, "keep_all", False):  # what autograd kept before the steps froze parameters
         checkpointing.frozen = lambda params: contextlib.nullcontext()
-    cfg = config.resolve(overrides=list(args.overrides), config_file={
+    cfg = resolve_config(overrides=list(args.overrides), config_file={
         "device": args.device, "batch_size": args.batch, "channels_last": not args.baseline_run,
         "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4, "checkpoint": checkpoint},

@@ -36,10 +36,10 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from noisydarts import config
+    from noisydarts.search import resolve_config
     from noisydarts.search import Searcher
 
-    cfg = config.resolve("si-vdnas-cifar10", overrides={
+    cfg = resolve_config("si-vdnas-cifar10", overrides={
         "data": {"name": args.data, "limit": args.limit}, "batch_size": args.batch, "device": "cpu",
         "space": {"channels": args.channels, "layers": args.layers}, "epochs": args.warmup + 1,
         "warmup_epochs": args.warmup, "plots": False})  # the epochs run below keep alpha frozen

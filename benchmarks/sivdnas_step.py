@@ -37,14 +37,14 @@ def run_paired(args) -> dict:
 
     import torch
 
-    from noisydarts import config
+    from noisydarts.search import resolve_config
     from noisydarts.methods.estimators import StepContext
     from noisydarts.methods.weightings import SoftmaxWeighting
     from noisydarts.search import Searcher, cross_entropy
     from noisydarts.runtime.device import autocast
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    cfg = config.resolve(config_file={
+    cfg = resolve_config(config_file={
         "device": args.device, "batch_size": args.batch, "data": {"name": "cifar10-mini", "limit": 4 * args.batch},
         "space": {"name": "darts", "channels": 16, "layers": 8, "nodes": 4}, "noise": {"enabled": False},
         "edge": {"weighting": "si_vdnas"}})

@@ -18,9 +18,8 @@ import torch.nn as nn
 from dataclasses import dataclass
 
 from noisydarts.errors import UserError
-from noisydarts.methods.weightings import WEIGHTINGS
+from noisydarts.methods.weightings import build_weighting
 from noisydarts.nn.mixed import MixedEdge
-from noisydarts.methods.noise import SkipNoise
 from noisydarts.nn.ops import build_op, check_op_list
 from noisydarts.spaces import CellGraph, Space, register_space
 from noisydarts.nn.supernet import Supernet
@@ -45,21 +44,22 @@ class ChainGenotype:
 class ChainSupernet(Supernet):
     kinds = ("layer",)  # one α matrix [layers, ops]: a row per layer
 
-    def __init__(self, num_classes, channels, layers, ops, noise=None, in_channels=3):
+    def __init__(self, num_classes, channels, layers, ops, parts, in_channels=3):
         super().__init__()
-        self.op_names, self.noise = list(ops), noise
+        self.op_names, self.noise = list(ops), parts.skip_transform
         self.arch["alpha_layer"] = nn.Parameter(1e-3 * torch.randn(layers, len(ops)))
-        self.weighting = WEIGHTINGS["softmax"](self.arch, self.kinds, range(layers))
+        # the method's weighting; each layer is one edge into its own node (edge targets 0, 1, ...)
+        self.weighting = build_weighting(parts.weighting, self.arch, self.kinds, range(layers))
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        transforms = {"skip_connect": noise} if noise is not None else None
-        self.layers = nn.ModuleList(MixedEdge(ops, channels, 1, op_transforms=transforms) for _ in range(layers))
+        self.layers = nn.ModuleList(MixedEdge(ops, channels, 1, op_transforms=parts.op_transforms(stride=1),
+                                              partial_channels=parts.partial_channels) for _ in range(layers))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
 
     def forward(self, x):
-        rows = self.weighting("layer").unbind(0)
+        weights, edge_weights = self.mixing_weights(x.shape[0])["layer"]  # op weights, edge weights or None
         x = self.stem(x)
-        for layer, w in zip(self.layers, rows):
-            x = layer(x, w)
+        for i, (layer, w) in enumerate(zip(self.layers, weights.unbind(0))):
+            x = layer(x, w, None if edge_weights is None else edge_weights[i])
         return self.head(x)
 
     def genotype(self) -> ChainGenotype:
@@ -86,13 +86,17 @@ class ChainSpace(Space):
     families = ("cifar",)
     TINY = {"space": {"channels": 4, "layers": 2}, "network": {"channels": 4}}
 
+    # supports = Support(...): the default, every weighting, partial channels, noise and drop-path
+
     def validate(self, cfg):
         check_op_list(cfg["space"]["ops"], OPS)
 
-    def build_supernet(self, cfg, num_classes, in_channels=3):
-        s = cfg["space"]
-        return ChainSupernet(num_classes, s["channels"], s["layers"], s["ops"], SkipNoise.from_config(cfg["noise"]),
-                             in_channels)
+    def partial_channels_problem(self, space_cfg, k):
+        return None if space_cfg["channels"] % k == 0 else "space.channels must be a multiple of edge.partial_channels"
+
+    def make_supernet(self, cfg, parts, num_classes, in_channels=3):
+        s = cfg["space"]  # the method comes as parts (weighting, skip transform, partial channels)
+        return ChainSupernet(num_classes, s["channels"], s["layers"], s["ops"], parts, in_channels)
 
     def genotype_metrics(self, genotype):
         return {"skip_count": genotype.ops.count("skip_connect")}

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # search_run's hacks
 import torch
 import yaml
 
-from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 from noisydarts.data import load_dataset, normalize
 from noisydarts.spaces import build_supernet
 
@@ -83,18 +83,18 @@ def base_config(args, state: str) -> dict:
     """The run's own config for a checkpoint; the space's NoisyDARTS preset at init."""
     if state != "init":
         run_cfg = yaml.safe_load((Path(state).parent / "config.yaml").read_text())
-        return config_lib.resolve(config_file=run_cfg, overrides=["device=cpu"])
+        return resolve_config(config_file=run_cfg, overrides=["device=cpu"])
     if args.space == "nb201":
         sets = [f"space.channels={args.channels}", f"space.cells_per_stage={args.cells}"]
         preset = "nb201-noisydarts"
     else:
         sets = [f"space.channels={args.channels}", f"space.layers={args.cells}"]
         preset = "noisydarts-cifar10"
-    return config_lib.resolve(preset, overrides=[*sets, f"seed={args.seed}", "device=cpu"])
+    return resolve_config(preset, overrides=[*sets, f"seed={args.seed}", "device=cpu"])
 
 
 def with_noise(cfg: dict, overrides: list[str]) -> dict:
-    return config_lib.resolve(config_file=cfg, overrides=overrides)
+    return resolve_config(config_file=cfg, overrides=overrides)
 
 
 def build(cfg: dict, state_dict: dict | None):
@@ -137,7 +137,7 @@ def batches(cfg: dict, batch: int, count: int, seed: int):
 def measure(args, state: str, writer, out=print) -> None:
     cfg = base_config(args, state)
     if args.data:
-        cfg = config_lib.resolve(config_file=cfg, overrides=[f"data.name={args.data}"])
+        cfg = resolve_config(config_file=cfg, overrides=[f"data.name={args.data}"])
     ckpt = None
     if state != "init":
         ckpt = torch.load(state, map_location="cpu", weights_only=False)["model"]

@@ -38,6 +38,7 @@ import torch
 
 import noisydarts
 from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 
 HACKS = ("shared-sample", "bn-affine", "bn-running", "noise-weights-only", "noise-grad-only")
 
@@ -123,7 +124,7 @@ def fork(ckpt: Path, out: Path, overrides: list[str]) -> Path:
     from noisydarts.runtime.runs import atomic_write_text
 
     source = ckpt.parent
-    cfg = config_lib.resolve(config_file=yaml.safe_load((source / "config.yaml").read_text()), overrides=overrides)
+    cfg = resolve_config(config_file=yaml.safe_load((source / "config.yaml").read_text()), overrides=overrides)
     out.mkdir(parents=True, exist_ok=False)
     epoch = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]
     atomic_write_text(out / "config.yaml", config_lib.dump(cfg))
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
         print(f"resume {args.resume} hacks={args.hack}", flush=True)
         result = noisydarts.search(resume=args.resume, progress=False, stop_after=args.stop_after, callbacks=keep)
     else:
-        cfg = config_lib.resolve(args.preset, None, ["plots=false", *args.overrides])
+        cfg = resolve_config(args.preset, None, ["plots=false", *args.overrides])
         print(f"{args.preset} {' '.join(args.overrides)} hacks={args.hack}", flush=True)
         result = noisydarts.search(cfg, out=args.out, progress=False, stop_after=args.stop_after, callbacks=keep)
     print(f"done in {time.perf_counter() - t0:.0f}s: {result.genotype}", flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 from noisydarts.methods.estimators import StepContext, build_estimator
 from noisydarts.methods.estimators.base import loss_at
 from noisydarts.search import cross_entropy
@@ -22,7 +22,7 @@ def test_fixed_edges_and_architecture_counts_of_the_paper():
 
 
 def test_s1_searches_ops_only_and_derivation_keeps_both_edges():
-    cfg = config_lib.resolve("amended-s1", overrides=["space.channels=4", "space.layers=3"])
+    cfg = resolve_config("amended-s1", overrides=["space.channels=4", "space.layers=3"])
     model = build_supernet(cfg, 10)
     assert [tuple(p.shape) for p in model.arch_parameters()] == [(8, 7), (8, 7)]
     with torch.no_grad():
@@ -60,7 +60,7 @@ def test_auxiliary_head_and_dropout_enter_the_search_loss():
 
 
 def test_s2_has_an_alpha_per_cell_each_used_by_its_cell():
-    cfg = config_lib.resolve("amended-s2", overrides=["space.channels=2", "space.layers=6", "space.aux_weight=0"])
+    cfg = resolve_config("amended-s2", overrides=["space.channels=2", "space.layers=6", "space.aux_weight=0"])
     model = build_supernet(cfg, 10)
     assert isinstance(model, DeepSupernet) and model.kinds == tuple(f"cell{i}" for i in range(6))
     alphas = model.arch_parameters()
@@ -78,14 +78,14 @@ def test_s2_has_an_alpha_per_cell_each_used_by_its_cell():
 
 def test_presets_have_the_papers_settings():
     for name, space in (("amended-s1", "darts"), ("amended-s2", "amended")):
-        cfg = config_lib.resolve(name)
+        cfg = resolve_config(name)
         assert cfg["space"]["name"] == space and cfg["space"]["edges"] == "fixed" and cfg["space"]["channels"] == 36
         assert cfg["estimator"] == {"name": "amended", "eta": 0.1}
         assert (cfg["epochs"], cfg["batch_size"]) == (100, 96)
         assert cfg["arch"] | {"projection": None} == {"lr": 3e-4, "betas": [0.5, 0.999], "weight_decay": 1e-3,
                                                       "projection": None}
         assert cfg["data"]["cutout"] > 0 and cfg["space"]["dropout"] > 0 and cfg["space"]["aux_weight"] > 0
-    assert config_lib.resolve("amended-s2")["space"]["layers"] == 20
+    assert resolve_config("amended-s2")["space"]["layers"] == 20
 
 
 def test_estimators_on_a_darts_supernet_with_noise():
@@ -95,7 +95,7 @@ def test_estimators_on_a_darts_supernet_with_noise():
     which the noise treats as a constant (detached) and a finite difference cannot. (At DARTS'
     r = 0.01 this 2-channel net's ReLU/BN kinks make the finite difference far off.)"""
     torch.manual_seed(0)
-    model = build_supernet(config_lib.resolve(overrides=[
+    model = build_supernet(resolve_config(overrides=[
         "space.channels=2", "space.layers=3", "space.nodes=2", "space.edges=fixed", "noise.lambda=0.5",
         "space.ops=[skip_connect, sep_conv_3x3, avg_pool_3x3]"]), 10).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
@@ -104,7 +104,7 @@ def test_estimators_on_a_darts_supernet_with_noise():
     ctx = StepContext(cross_entropy, opt, 0.05)
 
     def grad_of(name, **keys):
-        est = build_estimator(config_lib.resolve(overrides=[f"estimator.name={name}"] + [f"estimator.{k}={v}" for k, v in keys.items()]))
+        est = build_estimator(resolve_config(overrides=[f"estimator.name={name}"] + [f"estimator.{k}={v}" for k, v in keys.items()]))
         for p in model.arch_parameters():
             p.grad = None
         torch.manual_seed(3)

@@ -167,8 +167,9 @@ def test_parallel_runs_killed_failed_and_continued_as_a_whole(tmp_path, capsys):
     assert "start (threads 1)" in log and "resume (threads 1)" in log
     # resumed exactly: the same alpha as one uninterrupted search of that config and seed
     from noisydarts import config as config_lib
+    from noisydarts.search import resolve_config
 
-    cfg = config_lib.resolve(config_lib.DEFAULT_PRESET, noisy)  # as `search --config FILE` and compare resolve it
+    cfg = resolve_config(config_lib.DEFAULT_PRESET, noisy)  # as `search --config FILE` and compare resolve it
     straight = search(cfg, out=tmp_path / "straight", progress=False)
     resumed = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["alpha"] for r in resumed] == straight.alpha_history

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from noisydarts import config
+from noisydarts.search import defaults as search_defaults, resolve_config
 from noisydarts.cli import main, search_config
 from noisydarts.errors import UserError
 from noisydarts.methods.estimators import ESTIMATORS
@@ -31,7 +32,7 @@ def _search_configs():
     """The resolved config of every space and estimator (each brings its own keys)."""
     for space in SPACES:
         for estimator in ESTIMATORS:
-            yield (space, estimator), config.resolve(config_file={"space": {"name": space}, "estimator": {"name": estimator}})
+            yield (space, estimator), resolve_config(config_file={"space": {"name": space}, "estimator": {"name": estimator}})
 
 
 SEARCH_KEYS = sorted({(path, type(value).__name__, tuple(names))
@@ -55,7 +56,7 @@ def _resolve_search(path, names, value):
     layer = _layer(path, value)
     layer.setdefault("space", {})["name"] = space
     layer.setdefault("estimator", {})["name"] = estimator
-    return config.resolve(config_file=layer)
+    return resolve_config(config_file=layer)
 
 
 def _declared(path, default):
@@ -63,7 +64,7 @@ def _declared(path, default):
 
 
 def test_every_null_default_has_a_declared_type():
-    defaults = [("", config.DEFAULTS), ("", TRAIN_DEFAULTS)]
+    defaults = [("", search_defaults()), ("", TRAIN_DEFAULTS)]
     defaults += [("", space.recipe(f)) for space in SPACES.values() for f in space.families]
     defaults += [("network.", space.network_defaults(f)) for space in SPACES.values() for f in space.families]
     defaults += [("space.", m.DEFAULTS) for m in SPACES.values()] + [("estimator.", m.DEFAULTS) for m in ESTIMATORS.values()]
@@ -183,8 +184,8 @@ def test_config_files_that_are_not_configs(content, words, tmp_path, capsys, mon
 def test_a_bom_and_an_empty_file_are_fine(tmp_path):
     (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbfepochs: 3\n")
     (tmp_path / "empty.yaml").write_bytes(b"")
-    assert config.resolve(config_file=tmp_path / "bom.yaml")["epochs"] == 3
-    assert config.resolve(config_file=tmp_path / "empty.yaml") == config.resolve()
+    assert resolve_config(config_file=tmp_path / "bom.yaml")["epochs"] == 3
+    assert resolve_config(config_file=tmp_path / "empty.yaml") == resolve_config()
 
 
 @pytest.mark.parametrize("args, suggestion", [
@@ -228,7 +229,7 @@ def _args(**kw):
 def test_config_file_alone_starts_from_the_default_preset(tmp_path):
     (tmp_path / "c.yaml").write_text("epochs: 3\n")
     got = search_config(_args(config=str(tmp_path / "c.yaml")))
-    assert got == config.resolve(config.DEFAULT_PRESET, overrides=["epochs=3"])
+    assert got == resolve_config(config.DEFAULT_PRESET, overrides=["epochs=3"])
     assert got["space"]["name"] == "nb201" and got["data"]["limit"] == 2000  # the default preset's
     assert search_config(_args(config=str(tmp_path / "c.yaml"), preset="quick"))["space"]["name"] == "darts"
 
@@ -237,13 +238,13 @@ def test_config_file_alone_starts_from_the_default_preset(tmp_path):
 def test_a_later_layer_may_switch_space_and_estimator(preset):
     for space in SPACES:
         try:
-            cfg = config.resolve(preset, overrides=[f"space.name={space}"])
+            cfg = resolve_config(preset, overrides=[f"space.name={space}"])
         except UserError as e:  # a space without partial channels refuses a PC-DARTS preset's K, by name
             assert "edge.partial_channels=1" in str(e)
-            cfg = config.resolve(preset, overrides=[f"space.name={space}", "edge.partial_channels=1"])
+            cfg = resolve_config(preset, overrides=[f"space.name={space}", "edge.partial_channels=1"])
         expected = {"name": space, **SPACES[space].DEFAULTS}
         assert set(cfg["space"]) == set(expected)  # no key of the preset's own space is left over
-    cfg = config.resolve(preset, overrides=["estimator.name=second_order", "estimator.xi=0.01"])
+    cfg = resolve_config(preset, overrides=["estimator.name=second_order", "estimator.xi=0.01"])
     assert cfg["estimator"] == {"name": "second_order", "xi": 0.01, "exact": False, "r": 0.01}
 
 
@@ -251,7 +252,7 @@ def test_print_config_resolves_back_to_itself(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["search", "--preset", "quick", "--set", "epochs=7", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed == config.resolve("quick", overrides=["epochs=7"]) and not (tmp_path / "runs").exists()
+    assert printed == resolve_config("quick", overrides=["epochs=7"]) and not (tmp_path / "runs").exists()
     assert main(["train", "--set", "epochs=5", "--print-config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == train_resolve(overrides=["epochs=5"])
 
@@ -260,7 +261,7 @@ def test_print_config_of_a_run(search_run, train_run, capsys):
     assert main(["search", "--resume", str(search_run), "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed.pop("provenance")["noisydarts"]
-    assert printed == config.resolve(config_file=config.load_yaml(search_run / "config.yaml"))
+    assert printed == resolve_config(config_file=config.load_yaml(search_run / "config.yaml"))
     assert main(["train", "--resume", str(train_run), "--print-config"]) == 0
     assert "provenance" in yaml.safe_load(capsys.readouterr().out)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 from noisydarts.cli import main
 from noisydarts.data import IMAGENET_MEAN, BatchIterator, ImageDataset, ImageFolderSplit, StreamingBatches, augment_style, color_jitter, imagenet_eval, imagenet_train, in_memory, make_batches, normalize, open_dataset, random_resized_crop_box
 from noisydarts.data import folder as folder_mod
@@ -235,22 +235,22 @@ def test_auto_picks_the_path(folder):
 ])
 def test_bad_data_settings_are_one_line(setting, words):
     with pytest.raises(UserError) as info:
-        config_lib.resolve("quick", overrides=[setting])
+        resolve_config("quick", overrides=[setting])
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
 def test_data_keys_resolve(folder):
-    cfg = config_lib.resolve("quick", overrides=["data.in_memory=true", "data.workers=3", "data.memory_budget_gb=2"])
+    cfg = resolve_config("quick", overrides=["data.in_memory=true", "data.workers=3", "data.memory_budget_gb=2"])
     assert cfg["data"]["in_memory"] is True and cfg["data"]["workers"] == 3 and cfg["data"]["memory_budget_gb"] == 2
-    assert config_lib.resolve("quick")["data"]["in_memory"] == "auto"
+    assert resolve_config("quick")["data"]["in_memory"] == "auto"
     with pytest.raises(UserError, match="does not keep"):
-        config_lib.resolve("quick", overrides=[f"data.name={folder}", "data.in_memory=true", "data.augment=imagenet"])
-    from noisydarts.train import resolve_config
+        resolve_config("quick", overrides=[f"data.name={folder}", "data.in_memory=true", "data.augment=imagenet"])
+    from noisydarts.train import resolve_config as train_resolve
 
-    train_cfg = resolve_config({"family": "imagenet", "data": {"name": str(folder)}})
+    train_cfg = train_resolve({"family": "imagenet", "data": {"name": str(folder)}})
     assert train_cfg["data"]["resolution"] == 224 and augment_style(train_cfg["data"]) == "imagenet"
     with pytest.raises(UserError, match="data.in_memory"):
-        resolve_config({"data": {"in_memory": "yes please"}})
+        train_resolve({"data": {"in_memory": "yes please"}})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,12 +8,15 @@
 * a search stopped after an epoch and resumed under torchrun ends exactly where the
   uninterrupted one does; rank 0 alone wrote the run directory;
 * the slices of every global batch are exactly the single process's batch (in memory and streamed);
-* a bad launch is one line on rank 0, nothing on the others, exit code 2.
+* a bad launch is one line on rank 0, nothing on the others, exit code 2;
+* the Hessian monitor runs on every rank (with SyncBatchNorm, and with σ over all ranks): no hang,
+  the same eigenvalue on both ranks, and, without noise, one process's at the global batch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -38,13 +41,26 @@ needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
 def ddp(tmp_path_factory):
     """Every scenario of tests/ddp_worker.py under torchrun with two CPU processes."""
     out = tmp_path_factory.mktemp("ddp")
+    torchrun(out, "search", "steps", "methods", "train")
+    return out
+
+
+def torchrun(out: Path, *scenarios: str, timeout: float = 600) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, str(Path(__file__).parent)]), OMP_NUM_THREADS="1")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(Path(__file__).parent / "ddp_worker.py"), str(out), "search", "steps", "methods", "train"],
-                       capture_output=True, text=True, env=env, timeout=600)
+                        str(Path(__file__).parent / "ddp_worker.py"), str(out), *scenarios],
+                       capture_output=True, text=True, env=env, timeout=timeout, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+
+
+@pytest.fixture(scope="module")
+def ddp_hessian(tmp_path_factory):
+    """The Hessian monitor's scenarios under torchrun: seconds each; a hang fails within minutes
+    (distributed.timeout_min 1.0, and the subprocess's own timeout)."""
+    out = tmp_path_factory.mktemp("ddp_hessian")
+    torchrun(out, "hessian", "hessian_measure", timeout=300)
     return out
 
 
@@ -228,3 +244,30 @@ def test_a_bad_launch_is_one_line_on_rank_0_only(overrides, words, monkeypatch, 
             assert err == ""
     assert not torch.distributed.is_initialized()
     assert not (tmp_path / "runs").exists()
+
+
+# --- the Hessian monitor under torchrun ---------------------------------------------------------------
+
+@needs_gloo
+@pytest.mark.parametrize("name", list(ddp_worker.HESSIAN_SEARCHES))
+def test_the_hessian_monitor_runs_on_every_rank_and_both_log_the_same_eigenvalue(ddp_hessian, name):
+    """Its forward passes join SyncBatchNorm's / global σ's collectives on every rank (no hang), and
+    the products summed over ranks give both the same eigenvalue, which rank 0 logs."""
+    r0, r1 = load(ddp_hessian, f"hessian_{name}", 0), load(ddp_hessian, f"hessian_{name}", 1)
+    assert [e for e, _, _ in r0] == [1, 2] and all(math.isfinite(v) for _, v, _ in r0)
+    assert r0 == r1  # bit for bit: eigenvalues and Lanczos steps
+    logged = [json.loads(line) for line in (ddp_hessian / f"hessian_{name}" / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["hessian_eig"], m["hessian_products"]) for m in logged] == r0
+    state = torch.load(ddp_hessian / f"hessian_{name}" / "checkpoint.pt", weights_only=False)
+    assert state["callbacks"]["HessianMonitor"]["vector"] is not None  # the warm start, as ever
+
+
+@needs_gloo
+def test_the_hessian_under_torchrun_is_the_one_process_hessian_of_the_global_batch(ddp_hessian, tmp_path):
+    """SyncBatchNorm, no noise: the loss over both ranks is the global batch's, so the measured
+    eigenvalue equals one process's at 16 images (to float rounding)."""
+    ddp_worker.scenario_hessian_measure(tmp_path)
+    single = torch.load(tmp_path / "hessian_measure.rank0.pt", weights_only=False)
+    ranked = [load(ddp_hessian, "hessian_measure", r) for r in (0, 1)]
+    assert ranked[0]["eig"] == ranked[1]["eig"] and torch.equal(ranked[0]["vector"], ranked[1]["vector"])
+    assert single["eig"] > 0 and ranked[0]["eig"] == pytest.approx(single["eig"], rel=1e-4)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from noisydarts import config as config_lib
+from noisydarts.search import resolve_config
 from noisydarts.methods.estimators import ESTIMATORS, StepContext, build_estimator
 from noisydarts.methods.estimators.amended import Amended
 from noisydarts.methods.estimators.first_order import FirstOrder
@@ -156,16 +156,16 @@ def rel(a, b):
 
 def test_registry_and_config_defaults():
     assert {"first_order", "second_order", "amended"} <= set(ESTIMATORS)
-    cfg = config_lib.resolve(overrides=["estimator.name=second_order"])
+    cfg = resolve_config(overrides=["estimator.name=second_order"])
     assert cfg["estimator"] == {"name": "second_order", "xi": None, "exact": False, "r": 0.01}
-    est = build_estimator(config_lib.resolve(overrides=["estimator.name=amended", "estimator.eta=0.5"]))
+    est = build_estimator(resolve_config(overrides=["estimator.name=amended", "estimator.eta=0.5"]))
     assert isinstance(est, Amended) and est.eta == 0.5
     from noisydarts.errors import UserError
 
     with pytest.raises(UserError, match="eta"):
-        config_lib.resolve(overrides=["estimator.name=amended", "estimator.eta=-1"])
+        resolve_config(overrides=["estimator.name=amended", "estimator.eta=-1"])
     with pytest.raises(UserError, match="estimator.r"):
-        config_lib.resolve(overrides=["estimator.name=second_order", "estimator.r=0"])
+        resolve_config(overrides=["estimator.name=second_order", "estimator.r=0"])
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -160,3 +160,26 @@ def test_grouped_conv_with_a_transposed_conv_gradient_is_the_same_function(strid
     assert torch.equal(mine(x, w), reference(x, w))
     assert torch.autograd.gradcheck(mine, (x, w))
     assert torch.autograd.gradgradcheck(mine, (x, w))
+
+
+def test_lanczos_follows_the_agreed_decision_to_stop():
+    """Under torchrun rank 0's decision is every rank's (``agree``): the same number of products,
+    hence of collectives, on every rank."""
+    A = torch.diag(torch.linspace(-1, 3, 30, dtype=torch.float64))
+    alone = lanczos_max_eigenvalue(lambda v: A @ v, 30, iterations=30, tol=1e-3)
+    same = lanczos_max_eigenvalue(lambda v: A @ v, 30, iterations=30, tol=1e-3, agree=lambda done: done)
+    assert same.products == alone.products and same.value == alone.value
+    assert lanczos_max_eigenvalue(lambda v: A @ v, 30, iterations=30, tol=1e-3, agree=lambda done: True).products == 1
+    longer = lanczos_max_eigenvalue(lambda v: A @ v, 30, iterations=30, tol=1e-3, agree=lambda done: False)
+    assert longer.products == 30 > alone.products and longer.value == pytest.approx(3.0, abs=1e-8)
+
+
+def test_the_monitor_is_a_callback_that_runs_on_every_rank():
+    from noisydarts.methods.hessian import HessianMonitor, slice_shares
+    from noisydarts.runtime.callbacks import Callback, for_rank
+
+    cfg = noisydarts.resolve_config(overrides=["monitor.hessian_every=1"])
+    monitor = HessianMonitor(cfg)
+    assert isinstance(monitor, Callback) and for_rank([monitor], 1) == (monitor,)
+    assert monitor.has_state and monitor.state_key == "HessianMonitor"  # the checkpoint's key, as before
+    assert slice_shares([8, 4]) == [1.0, 1.0]  # one process: the whole of every batch

@@ -154,7 +154,7 @@ def test_search_config_checks():
                               ("space.ops=[mb3_k3,sep_conv_3x3]", "unknown operation 'sep_conv_3x3'"),
                               ("space.stem_stride=4", "stem_stride must be 1"),
                               ("space.width_mult=0", "width_mult must be in"),
-                              ("edge.partial_channels=2", "no partial channels"),
+                              ("edge.partial_channels=2", "the mbv2 space cannot use edge.partial_channels=2 .PC-DARTS"),
                               ("space.checkpoint=sometimes", "true, false or auto")]:
         with pytest.raises(UserError, match=message):
             noisydarts.resolve_config(None, base, [override])

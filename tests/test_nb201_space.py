@@ -102,23 +102,23 @@ def test_cli_lookup_json_and_malformed(capsys):
 
 
 def test_nb201_presets_resolve():
-    from noisydarts import config
+    from noisydarts.search import resolve_config
     from noisydarts.cli import DEFAULT_PRESET
 
     assert DEFAULT_PRESET == "nb201-quick"
-    darts, noisy = config.resolve("nb201-darts"), config.resolve("nb201-noisydarts")
+    darts, noisy = resolve_config("nb201-darts"), resolve_config("nb201-noisydarts")
     assert darts["space"] == noisy["space"] == {"name": "nb201", "channels": 16, "cells_per_stage": 5, "ops": list(NB201_OPS),
                                                 "checkpoint": "auto"}
     assert (darts["noise"]["enabled"], noisy["noise"]["enabled"], noisy["noise"]["lambda"]) == (False, True, 0.2)
     assert darts["weights"]["weight_decay"] == 5e-4 and darts["epochs"] == 50 and darts["batch_size"] == 64
-    assert config.resolve("nb201-quick")["space"]["name"] == "nb201"
+    assert resolve_config("nb201-quick")["space"]["name"] == "nb201"
 
 
 def test_the_remedies_nb201_presets_differ_from_nb201_darts_only_in_their_method():
-    from noisydarts import config
+    from noisydarts.search import resolve_config
 
-    darts = config.resolve("nb201-darts")
-    amended, sivdnas = config.resolve("nb201-amended"), config.resolve("nb201-si-vdnas")
+    darts = resolve_config("nb201-darts")
+    amended, sivdnas = resolve_config("nb201-amended"), resolve_config("nb201-si-vdnas")
     assert amended["estimator"] == {"name": "amended", "eta": 0.1}          # Amended-DARTS Sec. 4.1.1
     assert (sivdnas["edge"]["weighting"], sivdnas["warmup_epochs"]) == ("si_vdnas", 15)  # SI-VDNAS Sec. 4.2
     for cfg, method_keys in ((amended, {"estimator"}), (sivdnas, {"edge", "warmup_epochs"})):

@@ -114,7 +114,7 @@ def test_alpha_gradient_through_noisy_skip_is_unbiased():
 
 # --- the alternatives to the paper's reading (issue 16) and the release's drop-path ----------
 
-from noisydarts import config as config_lib  # noqa: E402
+from noisydarts.search import resolve_config
 from noisydarts.errors import UserError  # noqa: E402
 from noisydarts.nn.mixed import apply_op  # noqa: E402
 from noisydarts.methods.noise import SkipDropPath, SkipTransforms, build_skip_transform  # noqa: E402
@@ -122,7 +122,7 @@ from noisydarts.nn.ops import FactorizedReduce  # noqa: E402
 
 
 def _noise_cfg(**kw):
-    return config_lib.resolve(overrides={"noise": kw})["noise"]
+    return resolve_config(overrides={"noise": kw})["noise"]
 
 
 def test_sigma_per_sample_follows_each_samples_std():
@@ -229,7 +229,7 @@ def test_build_skip_transform_from_config():
                                         ("weight_step", "maybe")])
 def test_bad_noise_options_are_user_errors(key, value):
     with pytest.raises(UserError, match=f"noise.{key}"):
-        config_lib.resolve(overrides=[f"noise.{key}={value}"])
+        resolve_config(overrides=[f"noise.{key}={value}"])
 
 
 def test_the_supernet_drops_skips_in_eval_mode_only_with_drop_path():
@@ -250,10 +250,10 @@ def test_fair_ablation_presets_change_only_what_they_say():
             out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
         return out
 
-    paper = flat(config_lib.resolve("noisydarts-cifar10"))
+    paper = flat(resolve_config("noisydarts-cifar10"))
     for preset, changed in (("darts7-cifar10", {"noise.enabled": False}),
                             ("noisydarts-cifar10-release", {"noise.skip_drop_path": 0.3})):
-        other = flat(config_lib.resolve(preset))
+        other = flat(resolve_config(preset))
         diff = {k: other[k] for k in paper if other[k] != paper[k] and k != "description"}
         assert diff == changed, preset
 

@@ -16,7 +16,7 @@ from noisydarts.errors import UserError
 from noisydarts.methods.estimators import StepContext, build_estimator
 from noisydarts.models import create_model, info, resolve_genotype
 from noisydarts.search import Searcher, cross_entropy, search
-from noisydarts.methods.sivdnas import VariationalDropoutWeighting, gaussian_kl, kl_term, optimal_eta, select_architecture
+from noisydarts.methods.sivdnas import SIVDNASKL, VariationalDropoutWeighting, gaussian_kl, kl_term, optimal_eta, select_architecture
 from noisydarts.spaces import genotype_from_payload, genotype_payload, get_space, parse_genotype
 from noisydarts.spaces.darts import VariableGenotype
 
@@ -124,10 +124,13 @@ def test_kl_is_masked_by_phi_and_annealed_per_epoch_or_per_step():
         per_step.begin_step()
     assert per_step.prior_scale == pytest.approx(0.95 ** 3)  # the 4th iteration: annealed after 3
     # the regularizer is KL / N_val by default, kl_weight * KL when set
-    w.set_search_data(1000, 250)
-    assert float(w.regularizer()) == pytest.approx(float(w.kl()) / 250, rel=1e-6)
-    w.kl_weight = 2.0
-    assert float(w.regularizer()) == pytest.approx(2 * float(w.kl()), rel=1e-6)
+    holder = nn.Module()
+    holder.weighting = w
+    kl = SIVDNASKL()
+    kl.set_search_data(1000, 250)
+    assert float(kl(holder)) == pytest.approx(float(w.kl()) / 250, rel=1e-6)
+    kl.kl_weight = 2.0
+    assert float(kl(holder)) == pytest.approx(2 * float(w.kl()), rel=1e-6)
 
 
 # --- the stochastic weighting -------------------------------------------------------------------------
@@ -243,7 +246,7 @@ def test_every_estimator_adds_the_kl_gradient_and_only_to_the_architecture(name,
     params = model.arch_parameters()
 
     def grads(kl_weight):
-        model.weighting.kl_weight = kl_weight
+        model.regularizers[0].kl_weight = kl_weight
         for p in params:
             p.grad = None
         torch.manual_seed(5)  # the same Gaussian noise in both runs
@@ -251,7 +254,7 @@ def test_every_estimator_adds_the_kl_gradient_and_only_to_the_architecture(name,
         return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
 
     with_kl, without = grads(0.3), grads(0.0)
-    model.weighting.kl_weight = 0.3
+    model.regularizers[0].kl_weight = 0.3
     expected = torch.autograd.grad(model.arch_regularizer(), params, allow_unused=True)
     for a, b, e, p in zip(with_kl, without, expected, params):
         torch.testing.assert_close(a - b, torch.zeros_like(p) if e is None else e, atol=2e-5, rtol=1e-4)
@@ -274,7 +277,7 @@ def test_no_weight_decay_on_the_log_variances(tmp_path):
     assert groups[0]["weight_decay"] == 1e-3 and groups[1]["weight_decay"] == 0.0
     assert {names[id(p)].split(".")[1].rsplit("_", 1)[0] for p in groups[0]["params"]} == {"alpha", "beta"}
     assert {names[id(p)].split(".")[1].rsplit("_", 1)[0] for p in groups[1]["params"]} == {"log_delta", "log_sigma"}
-    assert searcher.model.weighting.num_val == 32  # half of the 64 images: the KL's N
+    assert searcher.model.regularizers[0].num_val == 32  # half of the 64 images: the KL's N
 
 
 # --- variants ---------------------------------------------------------------------------------------

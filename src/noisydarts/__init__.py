@@ -27,7 +27,7 @@ from ._version import __version__
 
 #: public name -> (module, attribute)
 _LAZY = {
-    "resolve_config": ("config", "resolve"),
+    "resolve_config": ("search", "resolve_config"),
     "UserError": ("errors", "UserError"),
     "Diverged": ("errors", "Diverged"),
     "Genotype": ("spaces.darts", "Genotype"),
@@ -39,6 +39,9 @@ _LAZY = {
     "get_space": ("spaces", "get_space"),
     "register_space": ("spaces", "register_space"),
     "space_of": ("spaces", "space_of"),
+    "WEIGHTINGS": ("methods.weightings", "WEIGHTINGS"),
+    "ESTIMATORS": ("methods.estimators", "ESTIMATORS"),
+    "GRADIENT_TRANSFORMS": ("methods.gradients", "GRADIENT_TRANSFORMS"),
     "SearchResult": ("search", "SearchResult"),
     "search": ("search", "search"),
     "TrainResult": ("train", "TrainResult"),
@@ -47,9 +50,9 @@ _LAZY = {
     "export": ("train", "export"),
 }
 
-__all__ = ["SPACES", "Diverged", "Genotype", "SearchResult", "TrainResult", "UserError", "create_model", "evaluate",
-           "export", "get_space", "info", "load_genotype", "register_space", "resolve_config", "resolve_genotype",
-           "search", "space_of", "train", "__version__"]
+__all__ = ["ESTIMATORS", "GRADIENT_TRANSFORMS", "SPACES", "WEIGHTINGS", "Diverged", "Genotype", "SearchResult",
+           "TrainResult", "UserError", "create_model", "evaluate", "export", "get_space", "info", "load_genotype",
+           "register_space", "resolve_config", "resolve_genotype", "search", "space_of", "train", "__version__"]
 
 #: The flat module paths of earlier releases -> where the module lives now. They keep importing
 #: (the same module object, with a FutureWarning) for one release.

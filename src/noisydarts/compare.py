@@ -72,6 +72,8 @@ def _safe(name: str) -> str:
 def plan_methods(specs: list, overrides: list[str]) -> list[Method]:
     """Resolve each preset, config file or (name, config dict) pair with the overrides (a bad one
     is a UserError before anything runs) and name it; names are made unique with -2, -3, ..."""
+    from .search import resolve_config
+
     if not specs:
         raise UserError("name at least one method: a preset (see `noisydarts presets`) or a YAML config file")
     if any(o.partition("=")[0].strip() == "seed" for o in overrides):
@@ -82,13 +84,13 @@ def plan_methods(specs: list, overrides: list[str]) -> list[Method]:
             if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], dict):
                 raise UserError(f"a method given in Python is a (name, config dict) pair, got {spec!r:.80}")
             source, name = f"python:{spec[0]}", _safe(spec[0])
-            cfg = config_lib.resolve(config_lib.DEFAULT_PRESET, spec[1], overrides)
+            cfg = resolve_config(config_lib.DEFAULT_PRESET, spec[1], overrides)
         elif spec in config_lib.preset_names():
-            source, name, cfg = spec, spec, config_lib.resolve(spec, None, overrides)
+            source, name, cfg = spec, spec, resolve_config(spec, None, overrides)
         elif Path(spec).is_file():
             source, name = str(Path(spec).resolve()), _safe(Path(spec).stem)
             # over the default preset, as `noisydarts search --config FILE` resolves it
-            cfg = config_lib.resolve(config_lib.DEFAULT_PRESET, spec, overrides)
+            cfg = resolve_config(config_lib.DEFAULT_PRESET, spec, overrides)
         else:
             raise UserError(f"{spec!r} is neither a preset ({', '.join(config_lib.preset_names())}) nor a config file")
         if source in sources:
@@ -572,7 +574,9 @@ def compare(methods: list, seeds: list[int] = (0, 1, 2), overrides: list[str] = 
     plan = _plan(planned, seeds, overrides)
     out = Path(out)
     _claim(out, plan)
-    runs = [Run(m.name, seed, out / f"{m.name}-s{seed}", config_lib.resolve(config_file=m.config, overrides=[f"seed={seed}"]))
+    from .search import resolve_config
+
+    runs = [Run(m.name, seed, out / f"{m.name}-s{seed}", resolve_config(config_file=m.config, overrides=[f"seed={seed}"]))
             for m in planned for seed in seeds]
     _execute(runs, out, jobs, threads, stop_after, say)
     _collect(runs)

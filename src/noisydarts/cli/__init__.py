@@ -34,7 +34,7 @@ def _add_search(sub) -> None:
 
 
 def search_config(args) -> dict:
-    from .. import config
+    from ..search import resolve_config
 
     overrides = list(args.overrides)
     if args.data:
@@ -44,7 +44,7 @@ def search_config(args) -> dict:
     if getattr(args, "tensorboard", False):
         overrides.append("tensorboard=true")
     # The layers are always: a preset (the default one unless --preset), then --config, then --set.
-    return config.resolve(args.preset or DEFAULT_PRESET, args.config, overrides)
+    return resolve_config(args.preset or DEFAULT_PRESET, args.config, overrides)
 
 
 def _cmd_search(args) -> int:

@@ -37,10 +37,10 @@ def _print_run_config(run_dir, command: str) -> int:
     from ..runtime.runs import read_run_config, resume_dir
 
     if command == "search":
-        from ..config import resolve
+        from ..search import resolve_config
 
         def resolver(raw):
-            return resolve(config_file=raw)
+            return resolve_config(config_file=raw)
     else:
         from ..train import resolve_config as resolver
     cfg, provenance = read_run_config(resume_dir(run_dir, command), command, resolver)

@@ -92,7 +92,7 @@ def _add_train(sub) -> None:
 def _cmd_train(args) -> int:
     from .common import _print_run_config
     from ..config import dump, load_yaml
-    from ..train.loop import resolve_config, train
+    from ..train import resolve_config, train
 
     if args.resume:
         if args.arch or args.overrides or args.data or args.out or args.config or args.family:
@@ -139,7 +139,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from ..train.loop import evaluate
+    from ..train import evaluate
 
     r = evaluate(args.source, args.data)
     print(json.dumps(r) if args.json else f"top-1 {r['top1']:.2f} %  top-5 {r['top5']:.2f} %  ({r['images']} test images)")
@@ -157,7 +157,7 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from ..train.loop import export
+    from ..train import export
 
     print(f"wrote {export(args.source, args.format, args.out)}")
     return 0

@@ -37,15 +37,34 @@ import os
 
 import torch
 
+from .. import config
 from ..errors import UserError
 from .batching import BatchIterator
 from .folder import find_folder_root, folder_classes, list_split
 from .memory import DATASETS, ImageDataset, check_folder_name, load_dataset
 from .streaming import AUGMENTS, ImageFolderSplit, StreamingBatches, stream_image_folder
 
-#: The data keys this module reads, with their defaults (config.DEFAULTS and train.DEFAULTS list them too).
-DATA_DEFAULTS = {"in_memory": "auto", "memory_budget_gb": None, "workers": None, "augment": "auto",
-                 "color_jitter": 0.4}
+#: The ``data`` section of a search config (a training config has its own, in noisydarts.train).
+SEARCH_DEFAULTS: dict = {
+    "name": "cifar10-mini",  # cifar10-mini | cifar10 | cifar100 | a directory
+    "root": None,            # where torchvision datasets are (or get downloaded)
+    "resolution": 32,        # images are resized to this side length (square)
+    "limit": None,           # use only the first N training images (after shuffling by seed)
+    "crop_padding": 4,       # cifar augmentation: zero padding before the random crop
+    "flip": True,            # random horizontal flips
+    "cutout": 0,             # side of the cutout square (0 = none)
+    "in_memory": "auto",     # auto | true | false: decode into memory, or stream a folder from disk
+    "memory_budget_gb": None,  # auto streams above this decoded size (null: half the free RAM)
+    "workers": None,         # streaming DataLoader processes (null: one per core, at most 8)
+    "augment": "auto",       # auto | cifar (pad-crop, flip, cutout) | imagenet (random-resized crop, flip, jitter)
+    "color_jitter": 0.4,     # imagenet augmentation's brightness/contrast/saturation strength
+}
+#: Keys of a data section (search and training alike) that may be null, with their type.
+NULLABLE = {"root": str, "limit": int, "memory_budget_gb": float, "workers": int}
+
+
+#: The keys that pick and tune the data path, with their defaults (a config without them gets these).
+DATA_DEFAULTS = {k: SEARCH_DEFAULTS[k] for k in ("in_memory", "memory_budget_gb", "workers", "augment", "color_jitter")}
 #: ``augment: auto`` picks imagenet for folders above this resolution (ImageNet 8/16/32/64 are CIFAR-like).
 AUTO_IMAGENET_ABOVE = 64
 MAX_AUTO_WORKERS = 8
@@ -182,3 +201,18 @@ def make_batches(dataset: ImageDataset | ImageFolderSplit, indices: torch.Tensor
                             workers=default_workers() if workers is None else workers,
                             device=device if device is not None else "cpu", drop_last=drop_last,
                             channels_last=channels_last, shard=shard)
+
+
+# --- the search config's data section ------------------------------------------------------------
+
+def validate_search_data(cfg: dict) -> None:
+    d = cfg["data"]
+    config.check(bool(d["name"]), "data.name must name a dataset (cifar10-mini, cifar10, cifar100) or a directory")
+    config.check(d["resolution"] >= 8, f"data.resolution must be at least 8, got {d['resolution']}")
+    config.check(d["limit"] is None or d["limit"] >= 2, "data.limit must be null or at least 2 images")
+    config.check(d["crop_padding"] >= 0 and d["cutout"] >= 0, "data.crop_padding and data.cutout must be >= 0")
+    validate_data_config(d)
+
+
+config.SEARCH.register("data", SEARCH_DEFAULTS, validate=validate_search_data, nullable=NULLABLE,
+                       auto_or_bool=("in_memory",), owner=__name__)

@@ -1,7 +1,8 @@
 """Early stopping of a search: RobustDARTS' eigenvalue criterion and DARTS+' skip-count criterion.
 
-Both are search callbacks with ``check_stop(history) -> Stop | None`` (``history``: every epoch
-record so far, the current one last). A :class:`Stop` ends the search after that epoch; the
+Both are search callbacks (:class:`noisydarts.runtime.callbacks.Callback`, rank 0 only) with
+``check_stop(history) -> Stop | None`` (``history``: every epoch record so far, the current one
+last). A :class:`Stop` ends the search after that epoch; the
 loop writes it into the epoch's record (``stopped``), the checkpoint and ``genotype.json``,
 whose architecture is that epoch's. The rules themselves are pure functions of the logged
 metrics, so they are tested on hand-made sequences.
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import config
 from ..errors import UserError
+from ..runtime.callbacks import Callback
 
 
 @dataclass
@@ -84,7 +87,7 @@ def dartsplus_rule(record: dict, skips: int = 2) -> Stop | None:
                 {"skips": record[key]})
 
 
-class RobustDartsStop:
+class RobustDartsStop(Callback):
     """``early_stop.robustdarts``: :func:`robustdarts_rule` on the ``hessian_eig`` values logged by
     the Hessian monitor (``monitor.hessian_every`` must be on)."""
 
@@ -105,7 +108,7 @@ class RobustDartsStop:
         return stop
 
 
-class DartsPlusStop:
+class DartsPlusStop(Callback):
     """``early_stop.dartsplus``: :func:`dartsplus_rule` on each epoch's derived cell."""
 
     def __init__(self, cfg: dict):
@@ -115,3 +118,35 @@ class DartsPlusStop:
         if history[-1]["epoch"] >= self.epochs:
             return None
         return dartsplus_rule(history[-1], self.skips)
+
+
+# --- config --------------------------------------------------------------------------------------
+
+#: The ``early_stop`` config section: both rules off by default.
+DEFAULTS: dict = {
+    "robustdarts": {
+        "enabled": False,        # DARTS-ES: stop when the local average eigenvalue grew by `factor`
+        "window": 5,             # measurements in a centred local average
+        "delta": 4,              # compare with the local average this many measurements back
+        "factor": 1.3,           # growth that stops the search
+        "start_epoch": 10,       # no stop while the earlier centre is within these first epochs
+    },
+    "dartsplus": {
+        "enabled": False,        # DARTS+: stop once the normal cell has `skips` skip connections
+        "skips": 2,              # skip connections that stop the search
+    },
+}
+
+
+def validate(cfg: dict) -> None:
+    rd, dp = cfg["early_stop"]["robustdarts"], cfg["early_stop"]["dartsplus"]
+    config.check(not rd["enabled"] or cfg["monitor"]["hessian_every"] >= 1,
+                 "early_stop.robustdarts needs the Hessian monitor: set monitor.hessian_every "
+                 "(the release measures every 2 epochs)")
+    config.check(rd["window"] >= 1 and rd["delta"] >= 1 and rd["start_epoch"] >= 0,
+                 "early_stop.robustdarts: window and delta must be at least 1, start_epoch at least 0")
+    config.check(rd["factor"] > 0, f"early_stop.robustdarts.factor must be > 0, got {rd['factor']}")
+    config.check(dp["skips"] >= 1, f"early_stop.dartsplus.skips must be at least 1, got {dp['skips']}")
+
+
+config.SEARCH.register("early_stop", DEFAULTS, validate=validate, owner=__name__)

@@ -43,12 +43,44 @@ import math
 import torch
 import torch.nn as nn
 
+from .. import config
+
 DISTRIBUTIONS = ("gaussian", "uniform")
 MIXTURES = ("additive", "multiplicative")
 DECAYS = ("none", "cosine")
 SIGMAS = ("batch", "sample")
 POSITIONS = ("output", "input")
 PHASES = ("arch", "weights")
+
+#: The ``noise`` config section (the defaults are the paper's reading; see the module docstring).
+DEFAULTS: dict = {
+    "enabled": True,             # NoisyDARTS' noise on the skip connections during the search
+    "distribution": "gaussian",  # gaussian | uniform
+    "mixture": "additive",       # additive | multiplicative
+    "mean": 0.0,                 # mu (0: unbiased)
+    "lambda": 0.2,               # sigma = lambda * std(x)
+    "decay": "none",             # none | cosine
+    "reduction_skips": True,     # noise on stride-2 skips (factorized reduce) too
+    "sigma": "batch",            # std(x) of the whole batch tensor | per sample
+    "position": "output",        # noise on the skip op's output (release) | input (Eq. 6)
+    "weight_step": True,         # noise in the weight step too (false: architecture step only)
+    "skip_drop_path": 0.0,       # the release's search drop-path on every skip branch (0.3 there)
+}
+
+
+def validate(cfg: dict) -> None:
+    noise = cfg["noise"]
+    config.check(noise["lambda"] >= 0, f"noise.lambda must be >= 0 (it scales std(x)), got {noise['lambda']}")
+    config.check_choice("noise.distribution", noise["distribution"], DISTRIBUTIONS)
+    config.check_choice("noise.mixture", noise["mixture"], MIXTURES)
+    config.check_choice("noise.decay", noise["decay"], DECAYS)
+    config.check_choice("noise.sigma", noise["sigma"], SIGMAS)
+    config.check_choice("noise.position", noise["position"], POSITIONS)
+    config.check(0.0 <= noise["skip_drop_path"] < 1.0,
+                 f"noise.skip_drop_path must be in [0, 1) (the release uses 0.3), got {noise['skip_drop_path']}")
+
+
+config.SEARCH.register("noise", DEFAULTS, validate=validate, owner=__name__)
 
 
 class SkipNoise(nn.Module):

@@ -53,8 +53,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import config
 from ..errors import UserError
 from ..nn.mixed import Weighting
+from .regularizers import Regularizer
 
 DEFAULTS = {
     "variant": "si",             # si (SI-VDNAS) | h (H-VDNAS: no Bernoulli, lambda = 0) | v (V-VDNAS: also no edge terms)
@@ -143,8 +145,8 @@ class VariationalDropoutWeighting(Weighting):
 
     def __init__(self, arch: nn.ParameterDict, kinds, edge_targets, *, variant: str = "si",
                  parametrization: str = "softmax", granularity: str = "sample", init_p: float = 0.1,
-                 anneal: float = 0.95, anneal_every: str = "epoch", kl_weight: float | None = None,
-                 derivation: str = "auto", seed: int | None = None):
+                 anneal: float = 0.95, anneal_every: str = "epoch", derivation: str = "auto",
+                 seed: int | None = None):
         super().__init__()
         self.arch = [arch]  # a reference, not a submodule: the supernet owns the parameters
         self.kinds = tuple(kinds)
@@ -155,14 +157,14 @@ class VariationalDropoutWeighting(Weighting):
         self.semi_implicit = variant == "si"   # Bernoulli masks and the annealed prior
         self.hierarchical = variant != "v"     # edge weights and edge dropout
         self.per_sample = granularity == "sample"
-        self.anneal, self.anneal_every, self.kl_weight = float(anneal), anneal_every, kl_weight
+        self.anneal, self.anneal_every = float(anneal), anneal_every
         if derivation == "auto":
             derivation = "sample" if self.semi_implicit else "deterministic"
         self.derivation = derivation
         # Without the Bernoulli masks (H-, V-VDNAS) there is no sample to derive from.
         self.derivations = ((derivation, *(d for d in DERIVATIONS if d != derivation)) if self.semi_implicit
                             else ("deterministic",))
-        self.steps, self.epoch, self.num_val = 0, 0, None
+        self.steps, self.epoch = 0, 0
         if seed is None:  # reproducible from the global seed
             seed = int(torch.randint(0, 2**62, ()).item())
         self._generator = torch.Generator().manual_seed(int(seed))
@@ -190,9 +192,14 @@ class VariationalDropoutWeighting(Weighting):
     # --- configuration ---
     @classmethod
     def from_config(cls, cfg: dict):
-        options = dict(cfg["vdnas"])
+        options = {k: v for k, v in cfg["vdnas"].items() if k != "kl_weight"}  # the KL's: see SIVDNASKL
         # The masks' generator gets a seed of its own, derived from the run's.
         return functools.partial(cls, **options, seed=(cfg["seed"] * 1_000_003 + 12) % 2**63)
+
+    @staticmethod
+    def regularizers_from_config(cfg: dict) -> list[Regularizer]:
+        """What this weighting brings to the architecture loss: its KL (:class:`SIVDNASKL`)."""
+        return [SIVDNASKL(cfg["vdnas"]["kl_weight"])]
 
     @staticmethod
     def validate(cfg: dict) -> None:
@@ -260,9 +267,6 @@ class VariationalDropoutWeighting(Weighting):
     def set_epoch(self, epoch: int, epochs: int) -> None:
         self.epoch = int(epoch)
 
-    def set_search_data(self, num_train: int, num_val: int) -> None:
-        self.num_val = int(num_val)
-
     def get_extra_state(self) -> dict:
         return {"generator": self._generator.get_state(), "steps": self.steps, "epoch": self.epoch}
 
@@ -326,14 +330,6 @@ class VariationalDropoutWeighting(Weighting):
             total = part if total is None else total + part
         return total
 
-    def regularizer(self) -> torch.Tensor:
-        if self.kl_weight is not None:
-            return self.kl_weight * self.kl()
-        if self.num_val is None:
-            raise RuntimeError("the SI-VDNAS KL is divided by the number of search-val examples: call "
-                               "supernet.set_search_data(num_train, num_val) first, or set vdnas.kl_weight")
-        return self.kl() / self.num_val
-
     # --- derivation ---
     def selection_scores(self, kind: str) -> torch.Tensor:
         """The ops' keep probabilities (what the NAS-Bench-201 lookup cell takes the argmax of)."""
@@ -369,3 +365,47 @@ class VariationalDropoutWeighting(Weighting):
                 f"granularity={'sample' if self.per_sample else 'batch'}, anneal={self.anneal} per {self.anneal_every}, "
                 f"derivation={self.derivation}")
 
+
+
+def validate_section(cfg: dict) -> None:
+    """The ``vdnas`` keys configure SI-VDNAS alone: checked when ``edge.weighting`` is ``si_vdnas``,
+    refused when set for another weighting (they would be ignored)."""
+    if cfg["edge"]["weighting"] == "si_vdnas":
+        VariationalDropoutWeighting.validate(cfg)
+        return
+    changed = [k for k, v in cfg["vdnas"].items() if v != DEFAULTS[k]]
+    if changed:
+        key = changed[0]
+        raise UserError(f"vdnas.{key}={cfg['vdnas'][key]} is set, but edge.weighting is {cfg['edge']['weighting']} "
+                        "and the vdnas keys configure SI-VDNAS only: set edge.weighting=si_vdnas, or drop the vdnas keys")
+
+
+config.SEARCH.register("vdnas", DEFAULTS, validate=validate_section, nullable={"kl_weight": float}, owner=__name__)
+
+
+# --- the KL as an architecture-loss regularizer --------------------------------------------------
+
+class SIVDNASKL(Regularizer):
+    """SI-VDNAS' KL (Eq. 14) in the architecture loss: ``KL / N_val`` (``kl_weight`` None: Eq. 5
+    sums the data term over the search-val examples, the cross entropy here is a mean) or
+    ``kl_weight * KL``. The supernet's weighting must be a :class:`VariationalDropoutWeighting`
+    (its :meth:`~VariationalDropoutWeighting.kl` holds the masks and the annealed prior)."""
+
+    def __init__(self, kl_weight: float | None = None):
+        super().__init__()
+        self.kl_weight, self.num_val = kl_weight, None
+
+    def set_search_data(self, num_train: int, num_val: int) -> None:
+        self.num_val = int(num_val)
+
+    def forward(self, supernet: nn.Module) -> torch.Tensor:
+        kl = supernet.weighting.kl()
+        if self.kl_weight is not None:
+            return self.kl_weight * kl
+        if self.num_val is None:
+            raise RuntimeError("the SI-VDNAS KL is divided by the number of search-val examples: call "
+                               "supernet.set_search_data(num_train, num_val) first, or set vdnas.kl_weight")
+        return kl / self.num_val
+
+    def extra_repr(self) -> str:
+        return f"kl_weight={self.kl_weight}" if self.kl_weight is not None else "KL / N_val"

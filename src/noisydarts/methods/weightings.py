@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .. import config
 from ..nn.mixed import Weighting
 from .sivdnas import VariationalDropoutWeighting
 
@@ -65,3 +66,18 @@ def build_weighting(weighting, arch: nn.ParameterDict, kinds, edge_targets) -> W
     """``weighting``: a name in :data:`WEIGHTINGS` or a factory (:func:`weighting_factory`)."""
     factory = WEIGHTINGS[weighting] if isinstance(weighting, str) else weighting
     return factory(arch, kinds, edge_targets)
+
+
+#: The ``edge`` config section: how a mixed edge weights its ops, and PC-DARTS' partial channels.
+DEFAULTS: dict = {
+    "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS) | si_vdnas (SI-VDNAS)
+    "partial_channels": 1,       # K of PC-DARTS; 1 = all channels
+}
+
+
+def validate(cfg: dict) -> None:
+    config.check_choice("edge.weighting", cfg["edge"]["weighting"], WEIGHTINGS)
+    config.check(cfg["edge"]["partial_channels"] >= 1, "edge.partial_channels must be >= 1 (1 = all channels)")
+
+
+config.SEARCH.register("edge", DEFAULTS, validate=validate, owner=__name__)

@@ -138,10 +138,6 @@ class Weighting(nn.Module):
     def set_search_data(self, num_train: int, num_val: int) -> None:
         """Sizes of the search-train and search-val sets (for terms normalized per example)."""
 
-    def regularizer(self) -> torch.Tensor | None:
-        """A term of the architecture parameters alone added to the architecture loss, or None."""
-        return None
-
     def edge_weights(self, kind: str) -> torch.Tensor | None:
         """``[edges]`` weights that multiply each edge's whole output, or None (no edge weights)."""
         return None

@@ -8,7 +8,7 @@ The weighting (``self.weighting``, see :class:`noisydarts.mixed.Weighting`) is r
 the methods below, which the search loop and the estimators call whatever the method: per
 iteration (:meth:`Supernet.begin_step`), per epoch (:meth:`Supernet.set_epoch`), the weights of
 one forward (:meth:`Supernet.mixing_weights`), a regularizer of the architecture loss
-(:meth:`Supernet.arch_regularizer`), optimizer groups, logged numbers and what derivations rank by.
+(:meth:`Supernet.arch_regularizer`: the sum of ``self.regularizers``), optimizer groups, logged numbers and what derivations rank by.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class Supernet(nn.Module):
         super().__init__()
         self.arch = nn.ParameterDict()
         self.noise: nn.Module | None = None
+        #: architecture-loss terms (``regularizer(supernet) -> Tensor | None``, see
+        #: :mod:`noisydarts.methods.regularizers`), summed by :meth:`arch_regularizer`
+        self.regularizers = nn.ModuleList()
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if is_arch_parameter(n)]
@@ -68,6 +71,8 @@ class Supernet(nn.Module):
         if self.noise is not None:
             self.noise.set_epoch(epoch, epochs)
         self._hooks.set_epoch(epoch, epochs)
+        for regularizer in self._regularizers:
+            regularizer.set_epoch(epoch, epochs)
 
     def set_phase(self, phase: str) -> None:
         """The search loop says which step runs next, ``arch`` or ``weights``, so a pluggable
@@ -83,11 +88,28 @@ class Supernet(nn.Module):
     def set_search_data(self, num_train: int, num_val: int) -> None:
         """The search-train and search-val set sizes (SI-VDNAS divides its KL by ``num_val``)."""
         self._hooks.set_search_data(num_train, num_val)
+        for regularizer in self._regularizers:
+            regularizer.set_search_data(num_train, num_val)
+
+    @property
+    def _regularizers(self) -> list:
+        return list(getattr(self, "regularizers", ()))
+
+    def add_regularizers(self, regularizers) -> None:
+        """Add architecture-loss terms (:mod:`noisydarts.methods.regularizers`) to :meth:`arch_regularizer`."""
+        for regularizer in regularizers:
+            self.regularizers.append(regularizer)
 
     def arch_regularizer(self) -> torch.Tensor | None:
-        """A term of the architecture parameters alone that the architecture loss adds (the
-        estimators add it to ``L_val``; the weight step never: it has no weight in it), or None."""
-        return self._hooks.regularizer()
+        """The sum of the regularizers' terms (of the architecture parameters alone) that the
+        architecture loss adds (the estimators add it to ``L_val``; the weight step never: it has
+        no weight in it), or None when there is none."""
+        total = None
+        for regularizer in self._regularizers:
+            term = regularizer(self)
+            if term is not None:
+                total = term if total is None else total + term
+        return total
 
     def mixing_weights(self, batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """Per cell type, ``(op weights, edge weights)`` for a forward on ``batch_size`` samples.

@@ -44,8 +44,29 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..config import DISTRIBUTED_DEFAULTS as DEFAULTS
+from .. import config
 from ..errors import UserError
+
+#: The ``distributed`` section of search and training configs: data-parallel runs under torchrun.
+DEFAULTS: dict = {
+    "backend": "auto",      # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    "sync_bn": False,       # batch statistics over all ranks' slices (SyncBatchNorm)
+    "noise_std": "local",   # NoisyDARTS sigma = lambda * std(x) of this rank's slice (local) or of all (global)
+    "timeout_min": 30.0,    # how long a collective waits for the other ranks before the run fails
+}
+BACKENDS = ("auto", "gloo", "nccl")
+NOISE_STD = ("local", "global")
+
+
+def validate_section(section: dict) -> None:
+    """Range checks of a ``distributed`` section (search and training configs)."""
+    config.check_choice("distributed.backend", section["backend"], BACKENDS)
+    config.check_choice("distributed.noise_std", section["noise_std"], NOISE_STD)
+    config.check(section["timeout_min"] > 0, f"distributed.timeout_min must be > 0, got {section['timeout_min']}")
+
+
+config.SEARCH.register("distributed", DEFAULTS, validate=lambda cfg: validate_section(cfg["distributed"]),
+                       owner=__name__)
 
 #: Gradient tensors are reduced in flat buffers of at most this many bytes (one per dtype).
 BUCKET_BYTES = 64 * 2**20

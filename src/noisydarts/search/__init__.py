@@ -6,6 +6,8 @@ and the method's parts, so the loop is the same for every method and space.
 """
 
 from .api import load_run, resolve_search_config, search
+from .config import defaults, resolve_config
 from .loop import SearchResult, Searcher, cross_entropy, summary_line
 
-__all__ = ["SearchResult", "Searcher", "cross_entropy", "load_run", "resolve_search_config", "search", "summary_line"]
+__all__ = ["SearchResult", "Searcher", "cross_entropy", "defaults", "load_run", "resolve_config",
+           "resolve_search_config", "search", "summary_line"]

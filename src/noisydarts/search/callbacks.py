@@ -1,10 +1,10 @@
 """Search callbacks switched on by the config: plots and report at the end, TensorBoard scalars,
 the Hessian monitor and the early-stopping rules.
 
-A callback is any object with optional ``on_start(searcher)``, ``on_record(searcher, record)``,
-``check_stop(history)``, ``on_epoch(record, run_dir)`` and ``on_end(result)`` methods (see
-:meth:`noisydarts.search.Searcher.run`); :func:`default_callbacks` builds the ones a config asks
-for, so the search loop itself knows nothing about plotting, logging, monitoring or stopping.
+A callback is a :class:`noisydarts.runtime.callbacks.Callback` (the contract: its hooks, which
+ranks run them, stage hooks and resume); objects with some of its methods work too (they are
+wrapped). :func:`default_callbacks` builds the ones a config asks for, so the search loop itself
+knows nothing about plotting, logging, monitoring or stopping.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
+from ..runtime.callbacks import Callback
 
 #: Per-epoch scalars worth a TensorBoard chart (any other numeric key is logged under ``other/``).
 SCALAR_GROUPS = {
@@ -25,7 +26,7 @@ SCALAR_GROUPS = {
 _NOT_SCALARS = {"epoch", "nb201_index"}
 
 
-class PlotCallback:
+class PlotCallback(Callback):
     """At the end of a search (finished or stopped early): ``plots/`` and ``report.{md,html}``.
     A failure here warns: the search itself is already safely on disk."""
 
@@ -42,7 +43,7 @@ class PlotCallback:
                           stacklevel=2)
 
 
-class TensorBoardCallback:
+class TensorBoardCallback(Callback):
     """Writes each epoch's scalars to ``RUN_DIR/tensorboard`` (needs the tensorboard package)."""
 
     def __init__(self):
@@ -72,7 +73,9 @@ def default_callbacks(cfg: dict) -> list:
     """The callbacks a resolved config asks for (``monitor``, ``early_stop``, ``plots``,
     ``tensorboard``), in the order they run: measurements first (they add to the epoch's record),
     then the stopping rules that read them. Built before the search starts, so that a missing
-    package is reported before any work is done."""
+    package is reported before any work is done. Under torchrun every rank builds them; the loop
+    runs those with ``runs_on_every_rank`` (the Hessian monitor) on every rank, the others on
+    rank 0 only (:func:`noisydarts.runtime.callbacks.for_rank`)."""
     callbacks = []
     if cfg.get("monitor", {}).get("hessian_every", 0):
         from ..methods.hessian import HessianMonitor

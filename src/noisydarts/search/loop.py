@@ -20,9 +20,11 @@ run before it is written (:mod:`noisydarts.guard`).
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from .. import config as config_lib
 from ..nn import compiling, recompute
 from ..runtime import distributed, guard, runs
+from ..runtime.callbacks import as_callback, for_rank
 from ..data import make_batches, open_dataset, split_indices
 from ..errors import UserError
 from ..methods.estimators import StepContext, build_estimator
@@ -69,6 +72,10 @@ cross_entropy = search_loss
 
 class Searcher:
     """Holds everything a search needs; :func:`search` is the function to call."""
+
+    #: True while :meth:`run` replays the stage hooks of the epochs a resumed run had done.
+    replaying: bool = False
+    _resume: dict | None = None  # the checkpoint to continue from (load_state_dict), loaded in run()
 
     def __init__(self, cfg: dict, run_dir: Path, progress: bool = True):
         self.cfg, self.run_dir = cfg, run_dir
@@ -148,20 +155,57 @@ class Searcher:
                 "a_opt": self.a_opt.state_dict(), "scheduler": self.scheduler.state_dict(), **checkpoint_rng(),
                 "world_size": self.world, "estimator": getattr(self.estimator, "state_dict", dict)(),
                 "stopped": self.stopped, "grad_transform": self.grad_transform.state_dict(),
-                "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")}}
+                "callbacks": {_state_key(cb): cb.state_dict() for cb in self.callbacks if as_callback(cb).has_state}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.w_opt.load_state_dict(state["w_opt"])
-        self.a_opt.load_state_dict(state["a_opt"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if hasattr(self.estimator, "load_state_dict"):
-            self.estimator.load_state_dict(state.get("estimator", {}))
-        self.grad_transform.load_state_dict(state.get("grad_transform", {}))
-        restore_rng(state, self.cfg["seed"])
+        """Continue from a checkpoint (``search --resume``). The epoch, the stop and the callbacks'
+        states are taken at once; the tensors (supernet, optimizers, schedule, estimator, gradient
+        transform, RNG) at the start of :meth:`run`, once the stage hooks have rebuilt the supernet
+        of the epochs already done (:mod:`noisydarts.runtime.callbacks`); a checkpoint that does not
+        fit the config is then one :class:`UserError` line."""
         self.start_epoch = state["epoch"]
         self.stopped = state.get("stopped")
         self.callback_states = state.get("callbacks", {})
+        self._resume = state
+
+    def _restore(self, callbacks) -> None:
+        """Replay the stage hooks of the epochs done (in order), then load the checkpoint's tensors."""
+        state, self._resume = self._resume, None
+        self.replaying = True
+        try:
+            for epoch in range(self.start_epoch):
+                for cb in callbacks:
+                    cb.on_epoch_start(self, epoch)
+        finally:
+            self.replaying = False
+        self.refresh_optimizers()
+        with runs.restoring(self.run_dir):
+            self.model.load_state_dict(state["model"])
+            self.w_opt.load_state_dict(state["w_opt"])
+            self.a_opt.load_state_dict(state["a_opt"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if hasattr(self.estimator, "load_state_dict"):
+                self.estimator.load_state_dict(state.get("estimator", {}))
+            self.grad_transform.load_state_dict(state.get("grad_transform", {}))
+        restore_rng(state, self.cfg["seed"])
+
+    def refresh_optimizers(self) -> bool:
+        """The optimizers' parameter groups rebuilt from ``self.model`` if its weight or architecture
+        parameters changed (compared by identity; a stage hook pruned an op, say). Parameters that
+        remain keep their optimizer state (SGD momentum, Adam moments) and their group's settings
+        (the current learning rate: the schedule goes on), new ones start without state, removed
+        ones are dropped. Returns whether anything changed. Under torchrun every rank calls it (the
+        loop does, before every epoch): it checks that all ranks hold the same parameters."""
+        changed = False
+        for opt, groups in ((self.w_opt, [{"params": self.model.weight_parameters()}]),
+                            (self.a_opt, self.model.arch_param_groups())):
+            changed |= _regroup(opt, groups)
+        if self.world > 1:
+            shapes = [tuple(p.shape) for opt in (self.w_opt, self.a_opt) for g in opt.param_groups for p in g["params"]]
+            if len(set(distributed.all_gather_object(zlib.crc32(repr(shapes).encode())))) > 1:
+                raise UserError("the supernet's parameters differ between the ranks: a callback that changes the "
+                                "supernet (on_epoch_start) must run on every rank (runs_on_every_rank = True)")
+        return changed
 
     # --- one epoch ---
     def train_epoch(self, epoch: int) -> dict:
@@ -265,44 +309,54 @@ class Searcher:
     def run(self, stop_after: int | None = None, callbacks=()) -> SearchResult:
         """Train until ``stop_after`` (or all) epochs are done, or until a callback stops the search.
 
-        Callbacks (see :mod:`noisydarts.callbacks`) are objects with any of these methods:
-        ``state_dict()``/``load_state_dict(state)`` for state kept in the checkpoint;
-        ``on_start(searcher)`` once before the first epoch; ``on_record(searcher, record)`` after
-        each epoch, before the record is logged (monitors add their measurements to it);
-        ``check_stop(history) -> Stop | None`` with every record so far (an early-stopping rule);
-        ``on_epoch(record, run_dir)`` once the epoch is logged and checkpointed; and
-        ``on_end(result)`` at the end (also when interrupted on purpose or stopped early).
-        A stop ends the loop after that epoch: the record, the checkpoint and genotype.json say
-        why, and genotype.json holds that epoch's architecture."""
+        ``callbacks``: :class:`noisydarts.runtime.callbacks.Callback` objects (the contract, in
+        full, is that module's docstring), or objects with some of its methods (wrapped by
+        :func:`~noisydarts.runtime.callbacks.as_callback`). On resume (after :meth:`load_state_dict`)
+        their ``on_epoch_start`` is first replayed for the epochs already done, then the
+        checkpoint's tensors are loaded, then each callback's state. Then ``on_start(searcher)``
+        once; per epoch ``on_epoch_start(searcher, epoch)`` (a stage hook; if it changed the
+        supernet's parameters, :meth:`refresh_optimizers` carries the optimizer state over),
+        training and validation, ``on_record(searcher, record)`` (monitors add their measurements
+        to the record), ``check_stop(history) -> Stop | None`` with every record so far, the
+        record logged and the checkpoint written (with every callback's ``state_dict()``),
+        ``on_epoch(record, run_dir)``; ``on_end(result)`` at the end (also when interrupted on
+        purpose or stopped early). A stop ends the loop after that epoch: the record, the
+        checkpoint and genotype.json say why, and genotype.json holds that epoch's architecture.
+
+        Under torchrun: rank 0 runs every callback; the other ranks only those with
+        ``runs_on_every_rank`` (forward passes, collectives, changes to the supernet), and only
+        their ``on_epoch_start``, ``on_start`` and ``on_record`` hooks (``check_stop``, ``on_epoch``
+        and ``on_end`` run on rank 0 only: its stop decision is handed to every rank)."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
         main = self.rank == 0  # under torchrun, rank 0 alone writes the run directory and prints
-        self.callbacks = tuple(callbacks)
+        self.callbacks = callbacks = for_rank(callbacks, self.rank)
+        if self._resume is not None:
+            self._restore(callbacks)
         for cb in callbacks:
-            if hasattr(cb, "load_state_dict") and _state_key(cb) in self.callback_states:
-                cb.load_state_dict(self.callback_states[_state_key(cb)])
-            if hasattr(cb, "on_start"):
-                cb.on_start(self)
-        history = read_jsonl(metrics_path)  # the epochs already done (a resumed run's)
+            if cb.has_state and cb.state_key in self.callback_states:
+                cb.load_state_dict(self.callback_states[cb.state_key])
+            cb.on_start(self)
+        history = read_jsonl(metrics_path) if main else []  # the epochs already done (a resumed run's)
         if self.progress:
             print(runs.start_line("search", self.device, precision(cfg, self.device), self.run_dir, self.preset,
                                   resumed_at=self.start_epoch or None, world=self.world), flush=True)
         for epoch in range(self.start_epoch, last):
             if self.stopped is not None:
                 break
+            for cb in callbacks:
+                cb.on_epoch_start(self, epoch)
+            self.refresh_optimizers()
             t0 = time.perf_counter()
             train = self.train_epoch(epoch)
             val = self.validate()
             self.check_finite(epoch, {**train, **val})
             record = self.epoch_record(epoch, train, val, time.perf_counter() - t0)
             for cb in callbacks:
-                if hasattr(cb, "on_record"):
-                    cb.on_record(self, record)
+                cb.on_record(self, record)
             history.append(record)
-            stops = (cb.check_stop(history) for cb in callbacks if hasattr(cb, "check_stop"))
-            first = next((s.to_dict() for s in stops if s is not None), None)
-            # Rank 0 decides for all (a monitor measures on its own rank's slice): every rank stops alike.
-            stop = distributed.on_main(lambda: first)
+            # Rank 0 decides for all (the rules run there only): every rank stops alike.
+            stop = distributed.on_main(_first_stop, callbacks, history)
             if stop is not None:
                 self.stopped = record["stopped"] = stop
             state = self.state_dict(epoch + 1)  # on every rank: it gathers their RNG states
@@ -315,8 +369,7 @@ class Searcher:
                 if self.stopped is not None:
                     print(f"early stop after epoch {record['epoch']}: {self.stopped['reason']}", flush=True)
             for cb in callbacks:
-                if hasattr(cb, "on_epoch"):
-                    cb.on_epoch(record, self.run_dir)
+                cb.on_epoch(record, self.run_dir)
         genotype = self.model.genotype()
         if not main:  # α is rank 0's, bit for bit: the same genotype; the run directory is rank 0's
             return SearchResult(genotype=genotype, run_dir=self.run_dir, stopped=self.stopped)
@@ -329,13 +382,38 @@ class Searcher:
         result = SearchResult(genotype=genotype, alpha_history=[m["alpha"] for m in metrics],
                               run_dir=self.run_dir, metrics=metrics, stopped=self.stopped)
         for cb in callbacks:
-            if hasattr(cb, "on_end"):
-                cb.on_end(result)
+            cb.on_end(result)
         return result
 
 
+def _first_stop(callbacks, history: list[dict]) -> dict | None:
+    """The first callback's stop (as a dict), None if none stops."""
+    stops = (cb.check_stop(history) for cb in callbacks)
+    return next((s.to_dict() for s in stops if s is not None), None)
+
+
+def _regroup(opt: torch.optim.Optimizer, groups: list[dict]) -> bool:
+    """``opt``'s parameter groups replaced by ``groups`` (each with the settings of the old group at
+    its place, overridden by its own), if their parameters differ; the state of the parameters
+    that remain is kept (the same objects). Returns whether it changed anything."""
+    if [[id(p) for p in g["params"]] for g in opt.param_groups] == [[id(p) for p in g["params"]] for g in groups]:
+        return False
+    old_groups, old_state = opt.param_groups, opt.state
+    opt.param_groups, opt.state = [], collections.defaultdict(dict)
+    for i, group in enumerate(groups):
+        settings = {k: v for k, v in old_groups[min(i, len(old_groups) - 1)].items() if k != "params"}
+        opt.add_param_group({**settings, **group})
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p in old_state:
+                opt.state[p] = old_state[p]
+    return True
+
+
 def _state_key(callback) -> str:
-    return type(callback).__name__
+    """The key of a callback's state in the checkpoint: its ``state_key``, by default its class
+    name (an old-style callback's own class name, as checkpoints always had it)."""
+    return as_callback(callback).state_key
 
 
 def summary_line(r: dict) -> str:

@@ -14,7 +14,9 @@ A new space registers itself with :func:`register_space` (see the README, "Addin
 
 from __future__ import annotations
 
+from .. import config
 from ..errors import UserError
+from ..methods.parts import check_support
 from .base import DATASETS, FAMILIES, CellGraph, Space, count_multadds, count_params, dataset_spec
 
 SPACES: dict[str, Space] = {}
@@ -92,6 +94,13 @@ from . import amended, darts, mbv2, nb201  # noqa: E402  (each module defines it
 
 for _module in (darts, nb201, amended, mbv2):
     register_space(_module.SPACE)
+
+# ``space.name`` picks a space from the registry (spaces registered later are found too).
+config.SEARCH.register_named("space", SPACES, default="darts", owner=__name__)
+config.register_keys(auto_or_bool=("space.checkpoint",))
+# A method part the chosen space cannot honour is refused with the config, before anything runs.
+config.SEARCH.register_check("space supports the method", lambda cfg: check_support(get_space(cfg), cfg),
+                             owner=__name__)
 
 __all__ = ["DATASETS", "FAMILIES", "SPACES", "CellGraph", "Space", "build_supernet", "count_multadds", "count_params",
            "claim_genotype", "dataset_spec", "genotype_from_payload", "genotype_payload", "get_space", "parse_genotype",

@@ -2,8 +2,10 @@
 
 A space owns, end to end:
 
-* **search**: its ``space.*`` config keys (:attr:`Space.DEFAULTS`, :meth:`Space.validate`) and its
-  supernet (:meth:`Space.build_supernet`, whose ``genotype()`` is the derivation);
+* **search**: its ``space.*`` config keys (:attr:`Space.DEFAULTS`, :meth:`Space.validate`), the
+  method parts it honours (:attr:`Space.supports`) and its supernet (:meth:`Space.make_supernet`
+  from the method's :class:`~noisydarts.methods.parts.MethodParts`, whose ``genotype()`` is the
+  derivation);
 * **genotypes**: the types its searches and zoo entries produce (:attr:`Space.genotype_types`),
   their text form (:meth:`Space.parse`), their JSON form (:meth:`Space.to_json` /
   :meth:`Space.from_json`) and the numbers logged about them every epoch
@@ -27,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..methods.parts import MethodParts, Support, build_parts, check_support
 
 #: Dataset families: the evaluation networks and training recipes are defined per family.
 #: family -> input resolution of its networks (what ``info`` counts mult-adds at).
@@ -114,13 +117,36 @@ class Space:
     #: overrides of the search config's space section and the training config's network section
     #: (the tests that run over every registered space use them; so can quick demos)
     TINY: dict = {"space": {}, "network": {}}
+    #: the method parts its supernet honours (:func:`noisydarts.methods.parts.check_support`
+    #: refuses the rest in one line); the default: every weighting, partial channels, noise, drop-path
+    supports: Support = Support()
 
     # --- search ---------------------------------------------------------------------------------
     def validate(self, cfg: dict) -> None:
         """Range checks of the ``space.*`` keys of a resolved search config (UserError)."""
 
+    def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
+        """Why PC-DARTS' ``K = k`` does not fit this space's sizes (the fix, as one clause), or None."""
+        return None
+
+    def method_parts(self, cfg: dict) -> MethodParts:
+        """The method's parts of a resolved search config, after :func:`check_support` (a space
+        reads the method only through these, never the ``edge``/``noise``/``vdnas`` sections)."""
+        check_support(self, cfg)
+        return build_parts(cfg)
+
     def build_supernet(self, cfg: dict, num_classes: int, in_channels: int = 3):
-        """The supernet of a resolved search config; its ``genotype()`` derives the genotype."""
+        """The supernet of a resolved search config; its ``genotype()`` derives the genotype.
+        Checks support, builds the method parts, lets :meth:`make_supernet` build the network and
+        gives the supernet the parts' regularizers: a space implements :meth:`make_supernet`."""
+        parts = self.method_parts(cfg)
+        model = self.make_supernet(cfg, parts, num_classes, in_channels)
+        model.add_regularizers(parts.regularizers)
+        return model
+
+    def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
+        """The supernet from the ``space`` section (and generic keys such as ``device``) and the
+        method's ``parts``: the weighting factory, the skip transform, partial channels."""
         raise NotImplementedError
 
     def genotype_metrics(self, genotype) -> dict:

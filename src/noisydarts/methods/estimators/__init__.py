@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from ... import config
 from . import amended, first_order, second_order
 from .base import Estimator, StepContext
 
@@ -22,3 +23,6 @@ def build_estimator(cfg: dict) -> Estimator:
 
 
 __all__ = ["ESTIMATORS", "Estimator", "StepContext", "build_estimator"]
+
+
+config.SEARCH.register_named("estimator", ESTIMATORS, default="first_order", owner=__name__)

@@ -35,7 +35,9 @@ from ...nn import recompute as checkpointing, compiling
 from ...errors import UserError
 from .base import Estimator, StepContext, set_grads, zeros_for_none
 
-DEFAULTS: dict = {"eta": 0.1}
+DEFAULTS: dict = {
+    "eta": 0.1,       # the amending coefficient of Eq. 7 of Amended-DARTS
+}
 
 
 class Amended(Estimator):

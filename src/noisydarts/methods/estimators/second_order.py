@@ -38,10 +38,15 @@ import contextlib
 import torch
 
 from ...nn import recompute as checkpointing, compiling
+from ... import config
 from ...errors import UserError
 from .base import Estimator, StepContext, draw_seed, loss_at, named_weights, set_grads, zeros_for_none
 
-DEFAULTS: dict = {"xi": None, "exact": False, "r": 0.01}
+DEFAULTS: dict = {
+    "xi": None,       # the virtual step's learning rate (null = the weights' learning rate)
+    "exact": False,   # exact Hessian-vector product by double backward instead of finite differences
+    "r": 0.01,        # finite-difference step: epsilon = r / ||grad||
+}
 
 
 class SecondOrder(Estimator):
@@ -123,3 +128,6 @@ def validate(cfg: dict) -> None:
         raise UserError(f"estimator.xi must be null (the weight learning rate) or a number >= 0, got {e['xi']!r}")
     if not e["r"] > 0:
         raise UserError(f"estimator.r must be > 0 (DARTS uses 0.01), got {e['r']}")
+
+
+config.register_keys(nullable={"estimator.xi": float})

@@ -47,10 +47,17 @@ from collections import defaultdict
 
 import torch
 
+from ... import config
 from ...errors import UserError
 from .base import GradientTransform
 
-DEFAULTS = {"groups": "none", "order": "random", "include_beta": False, "length": "through"}
+#: The ``arch.projection`` config section.
+DEFAULTS = {
+    "groups": "none",            # none | edge_in | edge_out: which edges' gradients are projected against each other
+    "order": "random",           # random (PCGrad) | short_to_long | long_to_short
+    "include_beta": False,       # project [g_alpha, g_beta] of an edge as one vector
+    "length": "through",         # edge length L: through (longest path through the edge) | downstream
+}
 GROUPS = ("none", "edge_in", "edge_out")
 ORDERS = ("random", "short_to_long", "long_to_short")
 LENGTHS = ("through", "downstream")
@@ -224,3 +231,6 @@ def build(cfg: dict, model) -> EdgeProjection | None:
         raise UserError("arch.projection.include_beta=true needs edge weights beta: set edge.weighting=edge_norm "
                         "(or arch.projection.include_beta=false)")
     return EdgeProjection(arch_edges, p["groups"], p["order"], p["include_beta"], p["length"], seed=cfg["seed"])
+
+
+config.SEARCH.register("arch.projection", DEFAULTS, validate=validate, owner=__name__)

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from ...nn.recompute import resolve_checkpoint
 from ...errors import UserError
-from ...methods.weightings import weighting_factory
-from ...methods.noise import build_skip_transform
+from ...methods.parts import MethodParts
 from ...nn.supernet import Supernet
 from .. import darts
 from ..literals import edge_list, int_list, parse_call
@@ -114,12 +113,12 @@ class DeepSupernet(DartsSupernet):
         return CellwiseGenotype(cells, tuple(c.reduction for c in self.cells), tuple(range(2, 2 + nodes)))
 
 
-def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DeepSupernet:
-    space, edge = cfg["space"], cfg["edge"]
+def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3) -> DeepSupernet:
+    space = cfg["space"]
     return DeepSupernet(num_classes, space["channels"], space["layers"], nodes=space["nodes"],
                         stem_multiplier=space["stem_multiplier"], ops=space["ops"],
-                        noise=build_skip_transform(cfg["noise"]), noise_on_reduction=cfg["noise"]["reduction_skips"],
-                        weighting=weighting_factory(cfg), partial_channels=edge["partial_channels"],
+                        noise=parts.skip_transform, noise_on_reduction=parts.skip_transform_on_reduction,
+                        weighting=parts.weighting, partial_channels=parts.partial_channels,
                         edges=EDGES[space["edges"]](space["nodes"]), in_channels=in_channels,
                         dropout=space["dropout"], aux_weight=space["aux_weight"],
                         checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
@@ -144,8 +143,11 @@ class AmendedS2Space(Space):
     def validate(self, cfg: dict) -> None:
         validate(cfg)
 
-    def build_supernet(self, cfg: dict, num_classes: int, in_channels: int = 3):
-        return build(cfg, num_classes, in_channels)
+    def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
+        return darts.supernet.partial_channels_problem(space_cfg, k)
+
+    def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
+        return build(cfg, parts, num_classes, in_channels)
 
     def genotype_metrics(self, genotype: CellwiseGenotype) -> dict:
         return {"skip_normal": genotype.count("skip_connect", "normal"),

@@ -57,8 +57,11 @@ class DartsSpace(Space):
     def validate(self, cfg: dict) -> None:
         supernet.validate(cfg)
 
-    def build_supernet(self, cfg: dict, num_classes: int, in_channels: int = 3):
-        return supernet.build(cfg, num_classes, in_channels)
+    def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
+        return supernet.partial_channels_problem(space_cfg, k)
+
+    def make_supernet(self, cfg: dict, parts, num_classes: int, in_channels: int = 3):
+        return supernet.build(cfg, parts, num_classes, in_channels)
 
     def genotype_metrics(self, genotype) -> dict:
         out = {"skip_normal": genotype.count("skip_connect", "normal"),

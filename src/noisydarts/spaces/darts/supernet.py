@@ -33,8 +33,8 @@ from ...nn.recompute import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
 from ...nn.heads import AuxiliaryHead
 from ...nn.mixed import MixedEdge
-from ...methods.weightings import build_weighting, weighting_factory
-from ...methods.noise import build_skip_transform
+from ...methods.parts import MethodParts
+from ...methods.weightings import build_weighting
 from ...nn.ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
 from ...nn.supernet import Supernet
 from .genotype import Genotype, VariableGenotype
@@ -246,13 +246,12 @@ def _nodes_from_edges(num_edges: int) -> int:
     return nodes
 
 
-def build(cfg: dict, num_classes: int, in_channels: int = 3) -> DartsSupernet:
-    """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
-    space, edge = cfg["space"], cfg["edge"]
+def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3) -> DartsSupernet:
+    """Build the supernet from a resolved config's ``space`` section and the method's parts."""
+    space = cfg["space"]
     return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
-                         space["ops"], noise=build_skip_transform(cfg["noise"]),
-                         noise_on_reduction=cfg["noise"]["reduction_skips"], weighting=weighting_factory(cfg),
-                         partial_channels=edge["partial_channels"], in_channels=in_channels,
+                         space["ops"], noise=parts.skip_transform, noise_on_reduction=parts.skip_transform_on_reduction,
+                         weighting=parts.weighting, partial_channels=parts.partial_channels, in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
                          aux_weight=space["aux_weight"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
 
@@ -268,5 +267,12 @@ def validate(cfg: dict) -> None:
     for key in ("channels", "layers", "nodes", "stem_multiplier"):
         if space[key] < 1:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")
-    if space["channels"] % (2 * cfg["edge"]["partial_channels"]):
-        raise UserError(f"space.channels={space['channels']} must be even and divisible by edge.partial_channels")
+    if space["channels"] % 2:
+        raise UserError(f"space.channels must be even, got {space['channels']}")
+
+
+def partial_channels_problem(space: dict, k: int) -> str | None:
+    """An edge's ops get ``C / K`` channels, and a stride-2 skip (factorized reduce) halves them."""
+    if space["channels"] % (2 * k):
+        return f"space.channels={space['channels']} must be a multiple of 2 x edge.partial_channels"
+    return None

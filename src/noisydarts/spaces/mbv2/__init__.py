@@ -21,6 +21,7 @@ wd 0, dropout 0.1, drop-connect 0.1), with cutout 16 standing in for AutoAugment
 from __future__ import annotations
 
 from ...errors import UserError
+from ...methods.parts import MethodParts, Support
 from ..base import CellGraph, Space
 from . import supernet
 from .blocks import ACTIVATIONS, CHOICES, IDENTITY, IDENTITY_LAYERS, NUM_LAYERS, STRIDES, MBConv
@@ -41,11 +42,15 @@ class MBV2Space(Space):
     TINY = {"space": {"width_mult": 0.1, "stem_stride": 1}, "network": {"width_mult": 0.1}}
 
     # --- search ---
+    #: layer-wise: no partial channels (the MBConvs change width); every weighting, the noise and
+    #: the drop-path on the identity
+    supports = Support(partial_channels=False)
+
     def validate(self, cfg: dict) -> None:
         supernet.validate(cfg)
 
-    def build_supernet(self, cfg: dict, num_classes: int, in_channels: int = 3):
-        return supernet.build(cfg, num_classes, in_channels)
+    def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
+        return supernet.build(cfg, parts, num_classes, in_channels)
 
     def genotype_metrics(self, genotype: LayerwiseGenotype) -> dict:
         return {"skip_count": genotype.count(IDENTITY)}

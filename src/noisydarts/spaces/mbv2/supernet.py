@@ -39,9 +39,9 @@ import torch.nn as nn
 
 from ...nn.recompute import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
-from ...methods.weightings import WEIGHTINGS
+from ...methods.parts import MethodParts
+from ...methods.weightings import build_weighting
 from ...nn.mixed import apply_op
-from ...methods.noise import build_skip_transform
 from ...nn.ops import check_op_list
 from ...nn.supernet import Supernet
 from .blocks import CHOICES, IDENTITY, IDENTITY_LAYERS, INPUTS, NUM_LAYERS, STRIDES, WIDTHS, MBConv, head, init_weights, mbconv_shape, scaled, stem
@@ -66,11 +66,28 @@ def allowed_choices(op_names) -> torch.Tensor:
     return allowed
 
 
-def restrict(weights: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def restrict(weights: torch.Tensor, allowed: torch.Tensor, reference: torch.Tensor | None = None,
+             rescale: bool = True) -> torch.Tensor:
     """Zero the weights of choices a layer does not have and rescale each row to its former total
-    (for the softmax: exactly the softmax over the allowed choices)."""
-    kept = weights * allowed
-    return kept * (weights.sum(-1, keepdim=True) / kept.sum(-1, keepdim=True))
+    (for the softmax: exactly the softmax over the allowed choices).
+
+    ``weights``: ``[layers, ops]`` or per-sample ``[layers, ops, B, 1, 1, 1]``; ``allowed``:
+    ``[layers, ops]``. The rescaling factor of a row is taken from ``reference`` (``[layers, ops]``,
+    deterministic: a stochastic weighting's mean weights, whose sampled rows may sum to 0) or, by
+    default, from ``weights`` themselves. ``rescale=False`` only zeroes (weights that are not
+    normalized, e.g. SI-VDNAS' raw parametrization, have no total to keep)."""
+    if weights.dim() == 2 and reference is None:
+        kept = weights * allowed
+        return kept * (weights.sum(-1, keepdim=True) / kept.sum(-1, keepdim=True)) if rescale else kept
+    tail = (1,) * (weights.dim() - 2)
+    kept = weights * allowed.view(*allowed.shape, *tail)
+    if not rescale:
+        return kept
+    ref = weights if reference is None else reference
+    if ref.dim() != 2:
+        raise ValueError("restrict: per-sample weights need a [layers, ops] reference for the rescaling")
+    scale = ref.sum(-1) / (ref * allowed).sum(-1)
+    return kept * scale.view(-1, 1, *tail).to(kept.dtype)
 
 
 class MixedLayer(nn.Module):
@@ -109,15 +126,16 @@ class MBV2Supernet(Supernet):
     kinds = ("layer",)
 
     def __init__(self, num_classes: int, width_mult: float = 1.0, stem_stride: int = 2, ops=CHOICES, *,
-                 noise: nn.Module | None = None, weighting: str = "softmax", affine: bool = False,
+                 noise: nn.Module | None = None, weighting="softmax", affine: bool = False,
                  checkpoint: bool = False, in_channels: int = 3):
         super().__init__()
         self.op_names = list(ops)
         self.checkpoint = checkpoint
         self.noise = noise
         self.arch["alpha_layer"] = nn.Parameter(1e-3 * torch.randn(NUM_LAYERS, len(self.op_names)))
-        # Each layer is its own node: edge normalization (PC-DARTS) is the identity here.
-        self.weighting = WEIGHTINGS[weighting](self.arch, self.kinds, list(range(NUM_LAYERS)))
+        # Each layer is its own node: edge normalization (PC-DARTS) and SI-VDNAS' edge weights
+        # are a softmax over one edge, i.e. 1 (their edge dropout still acts per layer).
+        self.weighting = build_weighting(weighting, self.arch, self.kinds, list(range(NUM_LAYERS)))
         self.register_buffer("allowed", allowed_choices(self.op_names), persistent=False)
         # The masked entries' gradient is zero analytically; float rounding leaves ~1e-7 of the
         # others', which Adam would normalize into full-size steps: make it exactly zero.
@@ -135,12 +153,25 @@ class MBV2Supernet(Supernet):
     def _mask_gradient(self, grad: torch.Tensor) -> torch.Tensor:
         return grad * self.allowed
 
-    def layer_weights(self) -> torch.Tensor:
-        """``[19, ops]`` effective weights: the weighting's, restricted to each layer's choices."""
-        return restrict(self.weighting("layer"), self.allowed)
+    def layer_weights(self, batch_size: int | None = None) -> torch.Tensor:
+        """``[19, ops]`` effective weights (``[19, ops, B, 1, 1, 1]`` from a per-sample weighting in
+        training mode): the weighting's, restricted to each layer's choices. A stochastic weighting
+        (SI-VDNAS, with ``mean_weights``) is rescaled by its mean weights' row totals, so the
+        restriction is the same for every sample and never divides by a sampled 0."""
+        if batch_size is None:
+            w, edge = self.weighting("layer"), self.weighting.edge_weights("layer")
+        else:
+            w, edge = self.mixing_weights(batch_size)["layer"]
+        wt = self.weighting
+        stochastic = hasattr(wt, "mean_weights") and wt.training
+        reference = wt.mean_weights("layer") if stochastic else None
+        w = restrict(w, self.allowed, reference, rescale=getattr(wt, "parametrization", "softmax") != "raw")
+        if edge is not None:  # one edge per node: edge normalization gives 1 (kept for the graph)
+            w = w * edge.view(-1, *(1,) * (w.dim() - 1))
+        return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.layer_weights().unbind(0)
+        rows = self.layer_weights(x.shape[0]).unbind(0)
         x = self.stem(x)
         for layer, w in zip(self.layers, rows):
             if self.checkpoint and torch.is_grad_enabled():
@@ -174,11 +205,12 @@ def derive(weights: torch.Tensor, op_names) -> LayerwiseGenotype:
     return LayerwiseGenotype(tuple(op_names[int(k)] for k in best))
 
 
-def build(cfg: dict, num_classes: int, in_channels: int = 3) -> MBV2Supernet:
-    """The supernet of a resolved search config (sections ``space``, ``noise`` and ``edge``)."""
+def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3) -> MBV2Supernet:
+    """The supernet of a resolved search config's ``space`` section and the method's parts
+    (no partial channels: ``MBV2Space.supports`` refuses K > 1)."""
     space = cfg["space"]
     return MBV2Supernet(num_classes, space["width_mult"], space["stem_stride"], space["ops"],
-                        noise=build_skip_transform(cfg["noise"]), weighting=cfg["edge"]["weighting"],
+                        noise=parts.skip_transform, weighting=parts.weighting,
                         affine=space["affine"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
                         in_channels=in_channels)
 
@@ -193,5 +225,3 @@ def validate(cfg: dict) -> None:
         raise UserError(f"space.width_mult must be in (0, 4], got {space['width_mult']!r}")
     if space["stem_stride"] not in (1, 2):
         raise UserError(f"space.stem_stride must be 1 (CIFAR-sized images) or 2 (ImageNet), got {space['stem_stride']!r}")
-    if cfg["edge"]["partial_channels"] != 1:
-        raise UserError("the mbv2 space has no partial channels (PC-DARTS): set edge.partial_channels=1")

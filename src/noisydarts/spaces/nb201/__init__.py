@@ -32,9 +32,9 @@ from ...benchmark import nb201 as bench
 from ...nn.recompute import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
 from ...nn.mixed import MixedEdge
-from ...methods.weightings import build_weighting, weighting_factory
+from ...methods.parts import MethodParts
+from ...methods.weightings import build_weighting
 from ...benchmark.nb201 import NB201_EDGES, NB201_OPS, NB201Arch
-from ...methods.noise import build_skip_transform
 from ...nn.ops import ReLUConvBN, build_op, check_op_list
 from ...nn.supernet import Supernet
 from ..base import CellGraph, Space
@@ -170,12 +170,12 @@ def derive(weights: torch.Tensor, op_names) -> NB201Arch:
     return NB201Arch(tuple(op_names[int(k)] for k in weights.argmax(dim=1)))
 
 
-def build(cfg: dict, num_classes: int, in_channels: int = 3) -> NB201Supernet:
-    """Build the supernet from a resolved config (sections ``space``, ``noise`` and ``edge``)."""
-    space, edge = cfg["space"], cfg["edge"]
+def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3) -> NB201Supernet:
+    """Build the supernet from a resolved config's ``space`` section and the method's parts."""
+    space = cfg["space"]
     return NB201Supernet(num_classes, space["channels"], space["cells_per_stage"], space["ops"],
-                         noise=build_skip_transform(cfg["noise"]), weighting=weighting_factory(cfg),
-                         partial_channels=edge["partial_channels"], in_channels=in_channels,
+                         noise=parts.skip_transform, weighting=parts.weighting,
+                         partial_channels=parts.partial_channels, in_channels=in_channels,
                          checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
 
 
@@ -186,8 +186,6 @@ def validate(cfg: dict) -> None:
     for key in ("channels", "cells_per_stage"):
         if space[key] < 1:
             raise UserError(f"space.{key} must be at least 1, got {space[key]}")
-    if space["channels"] % cfg["edge"]["partial_channels"]:
-        raise UserError(f"space.channels={space['channels']} must be divisible by edge.partial_channels")
 
 
 # --- the space --------------------------------------------------------------------------------
@@ -207,8 +205,13 @@ class NB201Space(Space):
     def validate(self, cfg: dict) -> None:
         validate(cfg)
 
-    def build_supernet(self, cfg: dict, num_classes: int, in_channels: int = 3):
-        return build(cfg, num_classes, in_channels)
+    def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
+        if space_cfg["channels"] % k:
+            return f"space.channels={space_cfg['channels']} must be a multiple of edge.partial_channels"
+        return None
+
+    def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
+        return build(cfg, parts, num_classes, in_channels)
 
     def genotype_metrics(self, arch: NB201Arch) -> dict:
         r = bench.lookup(arch)
