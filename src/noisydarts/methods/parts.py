@@ -57,12 +57,13 @@ class MethodParts:
 class Support:
     """What a space's supernet can honour (``Space.supports``); :func:`check_support` refuses the rest.
 
-    ``weightings``: the ``edge.weighting`` names it takes; ``partial_channels``: whether its edges
+    ``weightings``: the ``edge.weighting`` names it takes (None: every registered one, also those
+    registered after the space); ``partial_channels``: whether its edges
     take PC-DARTS' K > 1; ``skip_transform``: whether it puts the NoisyDARTS noise
     (``noise.enabled``) on its skip ops; ``skip_drop_path``: whether it puts the release's
     drop-path (``noise.skip_drop_path > 0``) there."""
 
-    weightings: tuple[str, ...] = tuple(WEIGHTINGS)
+    weightings: tuple[str, ...] | None = None
     partial_channels: bool = True
     skip_transform: bool = True
     skip_drop_path: bool = True
@@ -90,7 +91,7 @@ def check_support(space, cfg: dict) -> None:
     def refuse(key: str, value, what: str, fix: str):
         raise UserError(f"the {name} space cannot use {key}={value} ({what}): {fix}")
 
-    if weighting not in support.weightings:
+    if support.weightings is not None and weighting not in support.weightings:
         refuse("edge.weighting", weighting, WEIGHTING_TITLES.get(weighting, "this weighting"),
                f"choose edge.weighting from {', '.join(support.weightings)}")
     if k != 1:
