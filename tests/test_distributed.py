@@ -41,7 +41,9 @@ needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
 def ddp(tmp_path_factory):
     """Every scenario of tests/ddp_worker.py under torchrun with two CPU processes."""
     out = tmp_path_factory.mktemp("ddp")
-    torchrun(out, "search", "steps", "methods", "train")
+    # One launch for all (each launch costs two torch imports): the Hessian monitor's scenarios run
+    # with distributed.timeout_min 1.0, so a hang there fails within about a minute.
+    torchrun(out, "search", "steps", "methods", "train", "hessian", "hessian_measure")
     return out
 
 
@@ -56,12 +58,9 @@ def torchrun(out: Path, *scenarios: str, timeout: float = 600) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_hessian(tmp_path_factory):
-    """The Hessian monitor's scenarios under torchrun: seconds each; a hang fails within minutes
-    (distributed.timeout_min 1.0, and the subprocess's own timeout)."""
-    out = tmp_path_factory.mktemp("ddp_hessian")
-    torchrun(out, "hessian", "hessian_measure", timeout=300)
-    return out
+def ddp_hessian(ddp):
+    """The Hessian monitor's scenarios under torchrun (run by the ``ddp`` launch): seconds each."""
+    return ddp
 
 
 def load(out: Path, name: str, rank: int):
