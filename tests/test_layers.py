@@ -64,11 +64,14 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom | ast.Import, k
         target = node.module[len("noisydarts."):] if "." in node.module else ""
     else:
         return []
-    out = []
+    # ``from pkg import sub`` runs ``pkg`` first: an edge to the package itself, and to each
+    # submodule named (``from .. import darts`` in spaces/amended depends on spaces/__init__).
+    # Every import runs the root package's __init__ anyway (it imports only _version).
+    out = [target] if target else []
     for alias in node.names:
         sub = f"{target}.{alias.name}" if target else alias.name
         out.append(sub if sub in known else (target or "__init__"))
-    return out
+    return sorted(set(out), key=out.index)
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -171,3 +174,5 @@ def test_function_level_imports_count(tmp_path):
     tree = ast.parse("def f():\n    from ..search import search\n")
     node = tree.body[0].body[0]
     assert _resolve("viz.plots", False, node, {"search"}) == ["search"]
+    node = ast.parse("from .. import darts\n").body[0]
+    assert _resolve("spaces.amended", True, node, {"spaces.darts"}) == ["spaces", "spaces.darts"]

@@ -5,7 +5,7 @@ runs every method (a preset name, a YAML config file or a ``(name, config dict)`
 all, each in its own run directory ``OUT/<method>-s<seed>``, and ends with a summary over the
 seeds: ``summary.md``, ``summary.csv`` (one row per method and metric), ``runs.csv`` (one row per
 run), ``summary.json`` and a self-contained ``report.html`` with overlay figures
-(:mod:`noisydarts.overlay`: a line per method, the mean over its seeds, and a min-max band).
+(:mod:`noisydarts.viz.overlay`: a line per method, the mean over its seeds, and a min-max band).
 
 * **Parallel**: each run is its own process (``python -c`` calling :func:`noisydarts.search`),
   at most ``jobs`` at a time. On CPU each gets ``cores // jobs`` torch threads; by default

@@ -2,7 +2,7 @@
 
 Every subcommand parses its flags, calls one API function and prints the result. Errors the
 user can fix (:class:`~noisydarts.errors.UserError`) are printed as one line with exit code 2;
-a run that diverged (:class:`~noisydarts.guard.Diverged`) exits with code 3; ``--debug`` shows
+a run that diverged (:class:`~noisydarts.runtime.guard.Diverged`) exits with code 3; ``--debug`` shows
 the traceback instead. Nothing here imports torch before a command runs, so ``--help`` and
 ``presets`` answer at once.
 """
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def interrupted_message(e: KeyboardInterrupt) -> str:
     """What to do after Ctrl-C: resume the run that was interrupted, named by its real path
-    (:func:`noisydarts.runs.active_run` attaches it), or nothing to resume."""
+    (:func:`noisydarts.runtime.runs.active_run` attaches it), or nothing to resume."""
     run_dir, command = getattr(e, "run_dir", None), getattr(e, "command", "search")
     if run_dir is None or not run_dir.is_dir():
         return "interrupted" if run_dir is None else "interrupted before the run began (nothing was kept)"

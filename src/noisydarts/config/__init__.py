@@ -123,7 +123,7 @@ def resolve(preset: str | None = None, config_file: str | Path | dict | None = N
 
 
 def dump(cfg: dict, provenance: dict | None = None) -> str:
-    """The YAML of a config; with ``provenance``, that section last (see :func:`noisydarts.runs.provenance`)."""
+    """The YAML of a config; with ``provenance``, that section last (see :func:`noisydarts.runtime.runs.provenance`)."""
     text = yaml.safe_dump(cfg, sort_keys=False)
     if provenance is not None:
         text += yaml.safe_dump({PROVENANCE: provenance}, sort_keys=False)

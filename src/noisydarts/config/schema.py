@@ -61,6 +61,7 @@ class Schema:
         self._sections: dict[str, dict] = {}        # path -> defaults
         self._named: dict[str, dict] = {}           # section -> registry of implementations
         self._validators: list[tuple[str, Callable]] = []
+        self._checks: list[tuple[str, Callable]] = []   # checks of the whole config (register_check)
         self._owners: dict[str, str] = {}           # path -> the module that registered it
         #: top-level keys in this order first (the rest in registration order): a stable config.yaml
         self.key_order: tuple[str, ...] = ()
@@ -92,7 +93,7 @@ class Schema:
     def register_check(self, name: str, check: Callable[[dict], None], *, owner: str = "") -> None:
         """A check of the whole resolved config that belongs to no one section (a combination of
         sections: a method part the chosen space cannot honour). Runs after the sections' checks."""
-        self._checks = [(n, c) for n, c in getattr(self, "_checks", []) if n != name] + [(name, check)]
+        self._checks = [(n, c) for n, c in self._checks if n != name] + [(name, check)]
         self._owners.setdefault(f"!{name}", owner)
 
     def sections(self) -> dict[str, str]:
@@ -154,7 +155,7 @@ class Schema:
             impl = registry[cfg[section]["name"]]
             if hasattr(impl, "validate"):
                 impl.validate(cfg)
-        for _, check in getattr(self, "_checks", []):
+        for _, check in self._checks:
             check(cfg)
 
 

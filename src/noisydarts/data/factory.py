@@ -190,7 +190,7 @@ def make_batches(dataset: ImageDataset | ImageFolderSplit, indices: torch.Tensor
     """The batches of `dataset` restricted to `indices`: ``len()`` and ``.epoch(e)`` yielding
     ``(x, y)`` on the device, shuffled and augmented if `train`, in an order fixed by (seed, epoch).
     ``shard=(rank, world)``: this rank's slice of every global batch of `batch_size` (data-parallel
-    runs, :mod:`noisydarts.distributed`); a streamed folder decodes only that slice."""
+    runs, :mod:`noisydarts.runtime.distributed`); a streamed folder decodes only that slice."""
     crop_flip_cutout = {k: data[k] for k in ("crop_padding", "flip", "cutout") if k in data}
     if isinstance(dataset, ImageDataset):
         return BatchIterator(dataset, indices, batch_size, seed=seed, train=train, augment_kwargs=crop_flip_cutout,

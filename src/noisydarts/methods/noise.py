@@ -95,7 +95,7 @@ class SkipNoise(nn.Module):
         self.sigma, self.position, self.weight_step = sigma, position, bool(weight_step)
         self.scale = 1.0  # decay factor for the current epoch
         # std(x) of the skip output: of this process's batch; a data-parallel run may set
-        # noisydarts.distributed.global_std (distributed.noise_std: global) for the global batch's.
+        # noisydarts.runtime.distributed.global_std (distributed.noise_std: global) for the global batch's.
         self.std_fn = torch.Tensor.std
         self.phase = "arch"  # which search step runs; see set_phase
 
@@ -117,7 +117,7 @@ class SkipNoise(nn.Module):
 
     def wrap(self, op: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The skip branch with the noise: ``o(x) + x~`` (``position: output``) or
-        ``o(x + x~)`` (``input``). :class:`~noisydarts.mixed.MixedEdge` calls this."""
+        ``o(x + x~)`` (``input``). :class:`~noisydarts.nn.mixed.MixedEdge` calls this."""
         return op(self(x)) if self.position == "input" else self(op(x))
 
     def _unit_noise(self, like: torch.Tensor) -> torch.Tensor:

@@ -157,6 +157,7 @@ class VariationalDropoutWeighting(Weighting):
         self.semi_implicit = variant == "si"   # Bernoulli masks and the annealed prior
         self.hierarchical = variant != "v"     # edge weights and edge dropout
         self.per_sample = granularity == "sample"
+        self.normalized = parametrization == "softmax"  # raw weights have no row total to keep
         self.anneal, self.anneal_every = float(anneal), anneal_every
         if derivation == "auto":
             derivation = "sample" if self.semi_implicit else "deterministic"
@@ -286,6 +287,10 @@ class VariationalDropoutWeighting(Weighting):
                 phi = grouped_softmax(phi, self.targets, self.num_nodes)
             w = w * phi[:, None]
         return w
+
+    def reference_weights(self, kind: str) -> torch.Tensor | None:
+        """In training mode the mean weights (a sampled row may sum to 0); None in eval mode."""
+        return self.mean_weights(kind) if self.training else None
 
     def forward(self, kind: str, batch_size: int | None = None) -> torch.Tensor:
         w = self.mean_weights(kind)

@@ -3,7 +3,7 @@
 Every command that takes an architecture (``train``, ``info``, ``nb201 lookup``, ...) resolves it
 here, through the space registry, from any of:
 
-* a zoo name (``noisydarts_a``, see :mod:`noisydarts.zoo`);
+* a zoo name (``noisydarts_a``, see :mod:`noisydarts.models.zoo`);
 * a search or training run directory (its ``genotype.json``);
 * a genotype.json file, or a text file holding a genotype;
 * genotype text in any space's format (``Genotype(...)``, an NB201 string ``|op~0|+...``, ...);

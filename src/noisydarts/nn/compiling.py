@@ -6,7 +6,7 @@ overhead, not the FLOPs, bounds it. Compiling fuses the elementwise work of an e
 the weighted sum) into fewer kernels; ``reduce-overhead`` also replays them as CUDA graphs.
 
 * **Regional.** What is compiled is the space's *compile regions*
-  (:meth:`noisydarts.supernet.Supernet.compile_regions`: every mixed edge; an mbv2 layer), not
+  (:meth:`noisydarts.nn.supernet.Supernet.compile_regions`: every mixed edge; an mbv2 layer), not
   the whole supernet: edges of the same shape share one compiled graph, so a DARTS supernet
   compiles a dozen small graphs (about 20 s on 2 CPU cores from a warm cache, 2 min cold)
   where the whole-supernet graph did not finish in 17 minutes.

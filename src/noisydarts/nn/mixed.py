@@ -12,7 +12,7 @@ NoisyDARTS). What varies between methods is kept out of the search loop and plug
   ``model_search.py``; Sec. 3.5 of the PC-DARTS gradient-projection thesis). What derivation
   ranks and the plots show is ``weighting.effective(kind)`` = op weight x edge weight. A
   stochastic weighting (SI-VDNAS variational dropout on op and edge weights,
-  :mod:`noisydarts.sivdnas`) fits the same interface: in training mode it returns per-sample
+  :mod:`noisydarts.methods.sivdnas`) fits the same interface: in training mode it returns per-sample
   weights ``[edges, ops, B, 1, 1, 1]``, whose rows broadcast against the ops' ``[B, C, H, W]``
   outputs in :class:`MixedEdge` unchanged (see :class:`Weighting` for the whole contract).
 * **op transforms** act on one op: NoisyDARTS noise on ``skip_connect`` (and the release's
@@ -119,7 +119,7 @@ class Weighting(nn.Module):
     ``per_sample = True`` is called as ``forward(kind, batch_size)`` and may return
     ``[edges, ops, B, 1, 1, 1]`` in training mode (one weight per sample: Gaussian dropout noise);
     in eval mode every weighting returns ``[edges, ops]``. The supernet calls the hooks below
-    through its own methods of the same purpose (:class:`noisydarts.supernet.Supernet`), so the
+    through its own methods of the same purpose (:class:`noisydarts.nn.supernet.Supernet`), so the
     search loop never asks which weighting it has.
     """
 
@@ -128,6 +128,9 @@ class Weighting(nn.Module):
     no_weight_decay: tuple[str, ...] = ()
     #: derivations this weighting offers (:meth:`keep_masks`); the first is the default
     derivations: tuple[str, ...] = ()
+    #: whether a row's weights have a total worth keeping (a softmax's 1); a space that removes
+    #: some ops from a row (mbv2's restricted layers) rescales the rest to it only then
+    normalized: bool = True
 
     def begin_step(self) -> None:
         """Called once per search iteration, before its architecture and weight steps."""
@@ -137,6 +140,12 @@ class Weighting(nn.Module):
 
     def set_search_data(self, num_train: int, num_val: int) -> None:
         """Sizes of the search-train and search-val sets (for terms normalized per example)."""
+
+    def reference_weights(self, kind: str) -> torch.Tensor | None:
+        """Deterministic ``[edges, ops]`` weights whose row totals stand for those of a sampled
+        forward (a stochastic weighting's mean weights in training mode), or None: the weights
+        themselves are deterministic."""
+        return None
 
     def edge_weights(self, kind: str) -> torch.Tensor | None:
         """``[edges]`` weights that multiply each edge's whole output, or None (no edge weights)."""

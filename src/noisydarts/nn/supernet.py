@@ -4,11 +4,12 @@ Architecture parameters live in ``self.arch`` (an ``nn.ParameterDict``), so thei
 with ``arch.``: that is how they are told apart from the network weights, and it keeps
 ``.to()``, ``state_dict()``, optimizers and DDP working without special cases.
 
-The weighting (``self.weighting``, see :class:`noisydarts.mixed.Weighting`) is reached through
+The weighting (``self.weighting``, see :class:`noisydarts.nn.mixed.Weighting`) is reached through
 the methods below, which the search loop and the estimators call whatever the method: per
 iteration (:meth:`Supernet.begin_step`), per epoch (:meth:`Supernet.set_epoch`), the weights of
 one forward (:meth:`Supernet.mixing_weights`), a regularizer of the architecture loss
-(:meth:`Supernet.arch_regularizer`: the sum of ``self.regularizers``), optimizer groups, logged numbers and what derivations rank by.
+(:meth:`Supernet.arch_regularizer`: the sum of ``self.regularizers``), optimizer groups, logged
+numbers and what derivations rank by.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Supernet(nn.Module):
         return [g for g in groups if g["params"]]
 
     def compile_regions(self) -> list[nn.Module]:
-        """The parts the ``compile`` key compiles one by one (:mod:`noisydarts.compiling`): every
+        """The parts the ``compile`` key compiles one by one (:mod:`noisydarts.nn.compiling`): every
         mixed edge. Edges of the same shape share a compiled graph."""
         return [m for m in self.modules() if isinstance(m, MixedEdge)]
 
@@ -71,7 +72,7 @@ class Supernet(nn.Module):
         if self.noise is not None:
             self.noise.set_epoch(epoch, epochs)
         self._hooks.set_epoch(epoch, epochs)
-        for regularizer in self._regularizers:
+        for regularizer in self.regularizers:
             regularizer.set_epoch(epoch, epochs)
 
     def set_phase(self, phase: str) -> None:
@@ -88,12 +89,8 @@ class Supernet(nn.Module):
     def set_search_data(self, num_train: int, num_val: int) -> None:
         """The search-train and search-val set sizes (SI-VDNAS divides its KL by ``num_val``)."""
         self._hooks.set_search_data(num_train, num_val)
-        for regularizer in self._regularizers:
+        for regularizer in self.regularizers:
             regularizer.set_search_data(num_train, num_val)
-
-    @property
-    def _regularizers(self) -> list:
-        return list(getattr(self, "regularizers", ()))
 
     def add_regularizers(self, regularizers) -> None:
         """Add architecture-loss terms (:mod:`noisydarts.methods.regularizers`) to :meth:`arch_regularizer`."""
@@ -105,7 +102,7 @@ class Supernet(nn.Module):
         architecture loss adds (the estimators add it to ``L_val``; the weight step never: it has
         no weight in it), or None when there is none."""
         total = None
-        for regularizer in self._regularizers:
+        for regularizer in self.regularizers:
             term = regularizer(self)
             if term is not None:
                 total = term if total is None else total + term
@@ -148,7 +145,7 @@ class Supernet(nn.Module):
         """The cell graph behind the architecture parameters: per cell type, ``(target, source)``
         of the edge each row of ``alpha_<kind>`` weights (node numbers of the space's cell).
         None for a space whose rows are not edges of a cell (a layer-wise space); gradient
-        transforms that work on edges (:mod:`noisydarts.gradients`) reject such a space."""
+        transforms that work on edges (:mod:`noisydarts.methods.gradients`) reject such a space."""
         return None
 
     def selection_scores(self) -> dict[str, torch.Tensor]:

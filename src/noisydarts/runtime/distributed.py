@@ -15,7 +15,7 @@ sources' ``shard=(rank, world)``), so ``N`` ranks at ``B/N`` images each see exa
 one process sees at ``B``. Each rank computes its gradients on its slice; the weight gradients
 and the architecture gradients are averaged over ranks (weighted by slice size: exactly the mean
 over the global batch) by :func:`all_reduce_mean`, in one flat buffer per dtype. Every estimator
-reduces what it needs through :meth:`noisydarts.estimators.StepContext.reduce`, intermediate
+reduces what it needs through :meth:`noisydarts.methods.estimators.StepContext.reduce`, intermediate
 vectors included (second order: the weight gradient of the virtual step and ``v`` before ``w ±
 r v``; Amended: ``v`` and ``H v``). The optimizers then do identical arithmetic on identical
 gradients, so α and the weights stay bit-identical on every rank (they start from rank 0's,
@@ -325,7 +325,7 @@ def any_rank(flags: Sequence[bool]) -> list[bool]:
 
 def agree_nonfinite(names: Sequence[str], bad: Sequence[str]) -> list[str]:
     """The divergence guard's verdict made the same on every rank: a name is bad if it is bad on
-    any rank (:func:`noisydarts.guard.check_epoch`'s ``agree``)."""
+    any rank (:func:`noisydarts.runtime.guard.check_epoch`'s ``agree``)."""
     flags = any_rank([n in bad for n in names])
     return [n for n, f in zip(names, flags) if f]
 

@@ -50,7 +50,7 @@ def check_epoch(epoch: int, run_dir, what: str, values: Mapping[str, float], ten
                 hint: str = "lower the learning rate", agree=None) -> None:
     """Raise :class:`Diverged` if epoch ``epoch`` (1-based) left anything non-finite. ``agree(names,
     bad) -> bad``: makes the verdict the same on every process of a data-parallel run
-    (:func:`noisydarts.distributed.agree_nonfinite`), so they all stop, or none."""
+    (:func:`noisydarts.runtime.distributed.agree_nonfinite`), so they all stop, or none."""
     bad = nonfinite(values, tensors)
     if agree is not None:
         bad = agree([*values, *(tensors or {})], bad)

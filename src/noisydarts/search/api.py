@@ -31,7 +31,7 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     ``state_dict``/``load_state_dict`` methods; see :meth:`Searcher.run`), run after the ones the
     config asks for.
 
-    Under torchrun (:mod:`noisydarts.distributed`) every process calls this with the same
+    Under torchrun (:mod:`noisydarts.runtime.distributed`) every process calls this with the same
     arguments; rank 0 creates, locks and writes the run directory and prints, the others only
     compute (and run the callbacks with ``runs_on_every_rank``, such as the Hessian monitor). To
     resume, every rank reads the run's config.yaml and checkpoint.pt (on several nodes: a file
@@ -87,5 +87,5 @@ def _resolve_saved(raw: dict) -> dict:
 
 def load_run(run_dir: str | Path) -> tuple[Path, dict, dict, dict]:
     """``(run_dir, config, checkpoint state, provenance)`` of a search run, each file checked
-    (:func:`noisydarts.runs.load_run`)."""
+    (:func:`noisydarts.runtime.runs.load_run`)."""
     return runs.load_run(run_dir, "search", _resolve_saved, keys=CHECKPOINT_KEYS)

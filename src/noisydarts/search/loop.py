@@ -4,7 +4,7 @@ Each step (Algorithm 1 of NoisyDARTS, in the order of the DARTS release):
 
 1. architecture step on a search-val batch: the configured estimator fills ``alpha.grad``,
    the configured gradient transforms change it (none by default; see
-   :mod:`noisydarts.gradients`), then Adam updates alpha (skipped during ``warmup_epochs``);
+   :mod:`noisydarts.methods.gradients`), then Adam updates alpha (skipped during ``warmup_epochs``);
 2. weight step on a search-train batch: SGD with momentum, cosine learning rate, gradient
    clipping.
 
@@ -14,8 +14,8 @@ inside the supernet and the estimator; the loop below is the same for every meth
 Run directory: ``config.yaml`` (fully resolved, plus the run's ``provenance``), ``metrics.jsonl``
 (a line per epoch), ``checkpoint.pt`` (everything needed to continue; written atomically after
 every epoch) and, at the end, ``genotype.json``. While a process writes the run it holds
-``.lock`` (:class:`noisydarts.runs.RunLock`); an epoch that leaves anything non-finite stops the
-run before it is written (:mod:`noisydarts.guard`).
+``.lock`` (:class:`noisydarts.runtime.runs.RunLock`); an epoch that leaves anything non-finite stops the
+run before it is written (:mod:`noisydarts.runtime.guard`).
 """
 
 from __future__ import annotations
@@ -58,10 +58,6 @@ class SearchResult:
     run_dir: Path | None = None
     metrics: list[dict] = field(default_factory=list)
     stopped: dict | None = None            # why a callback ended the search early (None: it ran to the end)
-
-
-# --- setup helpers ----------------------------------------------------------------------------
-
 
 
 #: The search loss (kept under its old name for callers of ``noisydarts.search``).
@@ -298,7 +294,7 @@ class Searcher:
                 "genotype": str(genotype), **self.space.genotype_metrics(genotype), **self.model.epoch_metrics()}
 
     def check_finite(self, epoch: int, logged: dict) -> None:
-        """The divergence guard (:mod:`noisydarts.guard`): before anything of the epoch is written."""
+        """The divergence guard (:mod:`noisydarts.runtime.guard`): before anything of the epoch is written."""
         guard.check_epoch(epoch + 1, self.run_dir, "search", {k: logged[k] for k in ("train_loss", "val_loss")},
                           {"alpha": self.model.arch_parameters(),
                            "weights": [t for name, t in self.model.state_dict().items() if not name.startswith("arch.")],

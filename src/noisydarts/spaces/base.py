@@ -79,7 +79,7 @@ def count_multadds(model: nn.Module, input_size=(1, 3, 32, 32)) -> float:
     return counter.get_total_flops() / 2 / input_size[0] / 1e6
 
 
-# --- cells as graphs (drawn by noisydarts.plots) -----------------------------------------------------
+# --- cells as graphs (drawn by noisydarts.viz.plots) -----------------------------------------------------
 
 @dataclass
 class CellGraph:

@@ -123,7 +123,7 @@ def evaluate(source: str | Path, data: str | None = None, *, root=None, batch_si
 
 def export(source: str | Path, fmt: str = "torchscript", out: str | Path | None = None) -> Path:
     """Write the trained network (eval mode, logits only) as one TorchScript or ONNX file
-    (:mod:`noisydarts.exporting`); returns the file. ``out``: a file, or a directory to put
+    (:mod:`noisydarts.models.export`); returns the file. ``out``: a file, or a directory to put
     ``model.ts`` / ``model.onnx`` in (missing directories are created); default: beside the weights."""
     from ..models.export import FORMATS, check_format, export_bytes
 

@@ -64,7 +64,7 @@ DEFAULTS: dict = {
              "crop_padding": 4, "flip": True, "cutout": 16,
              # the data path and its augmentation: the data package's keys and defaults
              **DATA_DEFAULTS},
-    # data-parallel training under torchrun (noisydarts.distributed; no noise to share here)
+    # data-parallel training under torchrun (noisydarts.runtime.distributed; no noise to share here)
     "distributed": {k: v for k, v in DISTRIBUTED_DEFAULTS.items() if k != "noise_std"},
 }
 

@@ -1,9 +1,9 @@
 """A report of one or more search runs: ``report.md`` and a self-contained ``report.html``.
 
-The report holds, per run, the config, the final genotype, the plots of :mod:`noisydarts.plots`,
+The report holds, per run, the config, the final genotype, the plots of :mod:`noisydarts.viz.plots`,
 the per-epoch metrics table and, for NAS-Bench-201 runs, the benchmark accuracies. Several runs
 are compared in a summary table (one column per run) and overlaid in one set of figures
-(:mod:`noisydarts.overlay`: skip counts, one edge's weights, accuracies, the Hessian monitor,
+(:mod:`noisydarts.viz.overlay`: skip counts, one edge's weights, accuracies, the Hessian monitor,
 one line per run), followed by each run's own section at full width.
 The HTML inlines every image as a base64 PNG data URI and its CSS in a ``<style>`` element: it
 has no external reference and can be mailed or archived as one file.

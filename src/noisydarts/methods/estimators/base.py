@@ -17,7 +17,7 @@ class StepContext:
     weight_optimizer: torch.optim.Optimizer
     weight_lr: float
     #: ``(tensors, count, differentiable) -> tensors``: the mean over ranks of per-rank tensors
-    #: computed on ``count`` samples (:func:`noisydarts.distributed.all_reduce_mean`); None in a
+    #: computed on ``count`` samples (:func:`noisydarts.runtime.distributed.all_reduce_mean`); None in a
     #: single process.
     all_reduce: Callable | None = None
 

@@ -2,7 +2,7 @@
 estimator and the architecture optimizer.
 
 Each architecture step, the estimator fills ``.grad`` of the supernet's architecture parameters
-(:mod:`noisydarts.estimators`); then the search loop calls ``transform(model)``, which may change
+(:mod:`noisydarts.methods.estimators`); then the search loop calls ``transform(model)``, which may change
 those gradients in place; then the optimizer steps. The loop never asks which transforms run.
 
 Each transform module provides ``validate(cfg)`` (range checks of its config keys) and

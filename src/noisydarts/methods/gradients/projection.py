@@ -113,7 +113,7 @@ def edge_groups(edges, groups: str) -> list[list[int]]:
 class EdgeProjection(GradientTransform):
     """Projects the architecture gradient rows of the edges of each group (see the module
     docstring). ``arch_edges``: ``{cell type: [(target, source) per alpha row]}`` (the
-    supernet's :meth:`~noisydarts.supernet.Supernet.arch_edges`)."""
+    supernet's :meth:`~noisydarts.nn.supernet.Supernet.arch_edges`)."""
 
     def __init__(self, arch_edges: dict, groups: str = "edge_in", order: str = "random",
                  include_beta: bool = False, length: str = "through", seed: int = 0):

@@ -21,7 +21,9 @@ from ...nn.recompute import resolve_checkpoint
 from ...errors import UserError
 from ...methods.parts import MethodParts
 from ...nn.supernet import Supernet
-from .. import darts
+from ..darts import SPACE as DARTS_SPACE
+from ..darts import cell_graph
+from ..darts import supernet as darts_supernet
 from ..literals import edge_list, int_list, parse_call
 from ..base import CellGraph, Space
 from ..darts.genotype import _validate_cell
@@ -31,7 +33,7 @@ from ..darts.supernet import EDGES, DartsSupernet, _derive_cell
 EXAMPLE = "CellwiseGenotype(cells=[[(op, input), ...], ...], reductions=[False, ...], concat=[2, 3, 4, 5])"
 
 DEFAULTS = {
-    **darts.supernet.DEFAULTS,
+    **darts_supernet.DEFAULTS,
     "layers": 20,
     "edges": "fixed",
     "ops": ["skip_connect", "sep_conv_3x3"],
@@ -125,7 +127,7 @@ def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3)
 
 
 def validate(cfg: dict) -> None:
-    darts.supernet.validate(cfg)
+    darts_supernet.validate(cfg)
     if cfg["space"]["layers"] < 3:
         raise UserError(f"space.layers must be at least 3 for the deep space (two reduction cells), got {cfg['space']['layers']}")
 
@@ -144,7 +146,7 @@ class AmendedS2Space(Space):
         validate(cfg)
 
     def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
-        return darts.supernet.partial_channels_problem(space_cfg, k)
+        return darts_supernet.partial_channels_problem(space_cfg, k)
 
     def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
         return build(cfg, parts, num_classes, in_channels)
@@ -167,7 +169,7 @@ class AmendedS2Space(Space):
         return {"channels": 48 if family == "imagenet" else 36, "auxiliary": True}
 
     def recipe(self, family: str) -> dict:
-        return darts.SPACE.recipe(family)  # Amended-DARTS re-trains as DARTS does (Sec. 4.1)
+        return DARTS_SPACE.recipe(family)  # Amended-DARTS re-trains as DARTS does (Sec. 4.1)
 
     def validate_network(self, network: dict, family: str) -> None:
         if not (isinstance(network["channels"], int) and network["channels"] >= 2 and network["channels"] % 2 == 0):
@@ -181,13 +183,13 @@ class AmendedS2Space(Space):
                                 0.0, in_channels)
 
     def edge_labels(self, space_cfg: dict, kind: str, num_rows: int) -> list[str]:
-        return darts.SPACE.edge_labels(space_cfg, kind, num_rows)
+        return DARTS_SPACE.edge_labels(space_cfg, kind, num_rows)
 
     def cell_graphs(self, genotype: CellwiseGenotype) -> list[CellGraph]:
         graphs = []
         for i, (nodes, concat, reduction) in enumerate(genotype.cell_genes()):
             skips = sum(op == "skip_connect" for node in nodes for op, _ in node)
-            graphs.append(darts.cell_graph(f"cell {i}{' (reduction)' if reduction else ''}: {skips} skip", nodes, concat))
+            graphs.append(cell_graph(f"cell {i}{' (reduction)' if reduction else ''}: {skips} skip", nodes, concat))
         return graphs
 
 

@@ -80,7 +80,7 @@ class Genotype:
     @classmethod
     def parse(cls, text: str) -> "Genotype":
         """Parse the literature's text form (``range(2, 6)`` is accepted for the concat lists);
-        values are read as literals (:mod:`noisydarts.literals`), never evaluated."""
+        values are read as literals (:mod:`noisydarts.spaces.literals`), never evaluated."""
         return cls.from_dict(parse_call(text, "Genotype", EXAMPLE, _FIELDS))
 
     # --- what the evaluation networks ask ------------------------------------------------------

@@ -13,13 +13,13 @@ ops are searched and derivation keeps both edges. ``space.dropout`` (before the 
 ``space.aux_weight`` (an auxiliary head after the second reduction cell, weighted in the loss)
 bring the evaluation network's regularizers into search (Amended-DARTS' consistency options).
 ``space.checkpoint`` recomputes every mixed edge in the backward pass instead of keeping its
-internals (:mod:`noisydarts.checkpointing`: the same numbers; ``auto``: on a GPU only).
+internals (:mod:`noisydarts.nn.recompute`: the same numbers; ``auto``: on a GPU only).
 
 Derivation (:func:`derive`) keeps, per node, the two incoming edges whose best non-``none`` op
 weight is largest, and on each edge that op. With PC-DARTS edge normalization the weight ranked
 is ``W = softmax(alpha) * softmax(beta)`` (the release's ``genotype()``; the weighting's
 ``effective`` weights). A weighting that selects the architecture itself (SI-VDNAS:
-:meth:`noisydarts.mixed.Weighting.keep_masks`) gives a :class:`VariableGenotype` instead
+:meth:`noisydarts.nn.mixed.Weighting.keep_masks`) gives a :class:`VariableGenotype` instead
 (:func:`derive_variable`): every kept (op, edge) pair, any number per edge and per node.
 """
 
@@ -79,7 +79,7 @@ class SearchCell(nn.Module):
     def forward(self, s0, s1, weights, edge_weights=None, checkpoint: bool = False):
         """``weights``: the ``[edges, ops]`` op weights; ``edge_weights``: ``[edges]`` weights of
         whole edges (PC-DARTS edge normalization) or None. ``checkpoint``: recompute every mixed
-        edge in the backward pass (:func:`noisydarts.checkpointing.recompute`)."""
+        edge in the backward pass (:func:`noisydarts.nn.recompute.recompute`)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         rows = weights.unbind(0)
         scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)

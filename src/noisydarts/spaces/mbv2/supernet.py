@@ -13,7 +13,7 @@ its gradient is exactly 0 (a gradient hook removes the float rounding). Every ro
 layers alike. That these 6 layers have 6 choices (not a projection "skip") is our reading: the
 paper does not say (spec ``mbv2-space.md``).
 
-**NoisyDARTS.** The identity's output gets the noise of :class:`noisydarts.noise.SkipNoise`
+**NoisyDARTS.** The identity's output gets the noise of :class:`noisydarts.methods.noise.SkipNoise`
 through the same op transform as in the cell spaces (keyed by ``skip_connect``): Eq. 6 with
 ``o_skip(x) = x``. MBConvs whose stride is 1 and in = out keep their own residual (ProxylessNAS,
 FairNAS), so such a layer computes ``x + sum_k w_k body_k(x) + w_skip * noise``.
@@ -25,7 +25,7 @@ in DARTS search cells; stem, DS block and head are affine.
 
 **Memory.** The full supernet keeps about 0.32 GB of activations per 224 px image (fp32), so the
 paper's batch 768 would need about 240 GB. ``space.checkpoint`` recomputes each layer in the
-backward pass (:func:`noisydarts.checkpointing.recompute`) and keeps only the layers' inputs,
+backward pass (:func:`noisydarts.nn.recompute.recompute`) and keeps only the layers' inputs,
 for about one more forward pass of compute, with the same numbers (noise replayed, BN running
 statistics updated once); ``auto`` (the default) turns it on on a GPU only.
 """
@@ -92,7 +92,7 @@ def restrict(weights: torch.Tensor, allowed: torch.Tensor, reference: torch.Tens
 
 class MixedLayer(nn.Module):
     """``sum_k w_k o_k(x)`` over the choices this layer has (NoisyDARTS Eq. 6): the counterpart of
-    :class:`noisydarts.mixed.MixedEdge` for blocks that change width and stride. ``op_transforms``
+    :class:`noisydarts.nn.mixed.MixedEdge` for blocks that change width and stride. ``op_transforms``
     act on one choice's output by name (the NoisyDARTS noise on ``skip_connect``)."""
 
     def __init__(self, op_names, C_in: int, C_out: int, stride: int, identity_allowed: bool, *,
@@ -156,16 +156,13 @@ class MBV2Supernet(Supernet):
     def layer_weights(self, batch_size: int | None = None) -> torch.Tensor:
         """``[19, ops]`` effective weights (``[19, ops, B, 1, 1, 1]`` from a per-sample weighting in
         training mode): the weighting's, restricted to each layer's choices. A stochastic weighting
-        (SI-VDNAS, with ``mean_weights``) is rescaled by its mean weights' row totals, so the
-        restriction is the same for every sample and never divides by a sampled 0."""
+        is rescaled by its reference (mean) weights' row totals (``Weighting.reference_weights``),
+        so the restriction is the same for every sample and never divides by a sampled 0."""
         if batch_size is None:
             w, edge = self.weighting("layer"), self.weighting.edge_weights("layer")
         else:
             w, edge = self.mixing_weights(batch_size)["layer"]
-        wt = self.weighting
-        stochastic = hasattr(wt, "mean_weights") and wt.training
-        reference = wt.mean_weights("layer") if stochastic else None
-        w = restrict(w, self.allowed, reference, rescale=getattr(wt, "parametrization", "softmax") != "raw")
+        w = restrict(w, self.allowed, self.weighting.reference_weights("layer"), rescale=self.weighting.normalized)
         if edge is not None:  # one edge per node: edge normalization gives 1 (kept for the graph)
             w = w * edge.view(-1, *(1,) * (w.dim() - 1))
         return w
@@ -182,7 +179,7 @@ class MBV2Supernet(Supernet):
         return self.classifier(self.head(x))
 
     def compile_regions(self) -> list[nn.Module]:
-        """Every mixed layer (:mod:`noisydarts.compiling`)."""
+        """Every mixed layer (:mod:`noisydarts.nn.compiling`)."""
         return list(self.layers)
 
     @torch.no_grad()

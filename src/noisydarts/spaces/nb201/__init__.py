@@ -5,12 +5,12 @@ to ``C`` channels + BN; three stages of ``N`` cells at ``C``, ``2C`` and ``4C`` 
 by ResNet basic-block reductions; BN + ReLU + global average pooling + a linear classifier.
 
 A cell has 4 nodes: node 0 is the cell input, node ``i`` sums an edge from every earlier node
-(6 edges, in :data:`noisydarts.nb201.NB201_EDGES` order), the cell output is node 3. During
+(6 edges, in :data:`noisydarts.benchmark.nb201.NB201_EDGES` order), the cell output is node 3. During
 search every edge is a mixed op over none, skip_connect, nor_conv_1x1, nor_conv_3x3 and
 avg_pool_3x3; the cell's BNs have no affine parameters and keep no running statistics (as in the
 benchmark's DARTS baseline). One ``alpha_cell`` [6, 5] is shared by all cells.
 ``space.checkpoint`` recomputes every mixed edge in the backward pass instead of keeping its
-internals (:mod:`noisydarts.checkpointing`: the same numbers; ``auto``: on a GPU only).
+internals (:mod:`noisydarts.nn.recompute`: the same numbers; ``auto``: on a GPU only).
 
 Derivation (:func:`derive`) is the benchmark's: per edge, the argmax over all ops, ``none``
 included, so every derived cell is one of the 15,625 rows of the ground-truth table and its
