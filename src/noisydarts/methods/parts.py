@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from .noise import build_skip_transform
-from .regularizers import Regularizer
+from .regularizers import Regularizer, regularizers_from_config
 from .weightings import WEIGHTINGS, weighting_factory
 
 #: What each weighting is called in messages.
@@ -74,6 +74,7 @@ def build_parts(cfg: dict) -> MethodParts:
     name = cfg["edge"]["weighting"]
     cls = WEIGHTINGS[name]
     regularizers = list(cls.regularizers_from_config(cfg)) if hasattr(cls, "regularizers_from_config") else []
+    regularizers += regularizers_from_config(cfg)  # those switched on by keys of their own (any weighting)
     return MethodParts(weighting=weighting_factory(cfg), weighting_name=name,
                        skip_transform=build_skip_transform(cfg["noise"]),
                        skip_transform_on_reduction=bool(cfg["noise"]["reduction_skips"]),

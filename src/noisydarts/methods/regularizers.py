@@ -21,6 +21,8 @@ The contract, all optional but ``forward``:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -36,3 +38,20 @@ class Regularizer(nn.Module):
 
     def set_search_data(self, num_train: int, num_val: int) -> None:
         """Sizes of the search-train and search-val sets (for terms normalized per example)."""
+
+
+#: ``name -> builder(cfg) -> list[Regularizer]``: the regularizers that config keys switch on
+#: (β-DARTS' beta decay, FairDARTS' zero-one loss, ...), whatever the weighting. A method module
+#: registers its builder when imported (:func:`register_regularizer`); :func:`regularizers_from_config`
+#: collects what a resolved config asks for.
+REGULARIZERS: dict[str, Callable[[dict], list]] = {}
+
+
+def register_regularizer(name: str, builder: Callable[[dict], list]) -> None:
+    """Register ``builder(cfg) -> list[Regularizer]`` (an empty list when its keys leave it off)."""
+    REGULARIZERS[name] = builder
+
+
+def regularizers_from_config(cfg: dict) -> list[Regularizer]:
+    """Every registered regularizer a resolved search config switches on, in registration order."""
+    return [r for builder in REGULARIZERS.values() for r in builder(cfg)]

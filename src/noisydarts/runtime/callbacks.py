@@ -157,3 +157,20 @@ def for_rank(callbacks, rank: int) -> tuple[Callback, ...]:
     ``runs_on_every_rank`` on the others."""
     wrapped = tuple(as_callback(cb) for cb in callbacks)
     return wrapped if rank == 0 else tuple(cb for cb in wrapped if cb.runs_on_every_rank)
+
+
+#: ``name -> builder(cfg) -> list[Callback]``: callbacks and stage hooks that a method's config keys
+#: switch on (DrNAS' progressive learning, ...). A method module registers its builder when imported
+#: (:func:`register_method_callbacks`); the search builds them before its own default callbacks
+#: (:func:`noisydarts.search.callbacks.default_callbacks`).
+METHOD_CALLBACKS: dict = {}
+
+
+def register_method_callbacks(name: str, builder) -> None:
+    """Register ``builder(cfg) -> list[Callback]`` (an empty list when its keys leave it off)."""
+    METHOD_CALLBACKS[name] = builder
+
+
+def method_callbacks(cfg: dict) -> list:
+    """Every registered method callback a resolved search config switches on, in registration order."""
+    return [cb for builder in METHOD_CALLBACKS.values() for cb in builder(cfg)]

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
-from ..runtime.callbacks import Callback
+from ..runtime.callbacks import Callback, method_callbacks
 
 #: Per-epoch scalars worth a TensorBoard chart (any other numeric key is logged under ``other/``).
 SCALAR_GROUPS = {
@@ -76,7 +76,7 @@ def default_callbacks(cfg: dict) -> list:
     package is reported before any work is done. Under torchrun every rank builds them; the loop
     runs those with ``runs_on_every_rank`` (the Hessian monitor) on every rank, the others on
     rank 0 only (:func:`noisydarts.runtime.callbacks.for_rank`)."""
-    callbacks = []
+    callbacks = method_callbacks(cfg)  # stage hooks of the method (they change the supernet first)
     if cfg.get("monitor", {}).get("hessian_every", 0):
         from ..methods.hessian import HessianMonitor
 
