@@ -187,8 +187,26 @@ def test_the_parts_come_from_one_place():
     assert parts.weighting.keywords["variant"] == "v" and parts.weighting.keywords["init_p"] == 0.3
     assert [type(r) for r in parts.regularizers] == [SIVDNASKL] and parts.regularizers[0].kl_weight == 0.5
     assert parts.op_transforms(1) == {"skip_connect": parts.skip_transform}
-    cfg["noise"]["reduction_skips"] = False
+    cfg["noise"]["reduction_skips"] = False  # the noise leaves stride-2 skips, the release's drop-path stays
+    parts = build_parts(cfg)
+    reduction = parts.op_transforms(2)["skip_connect"]
+    assert reduction.noise is None and reduction.drop_path is parts.skip_transform.drop_path
+    assert reduction.drop_path.p == 0.3 and parts.op_transforms(2)["skip_connect"] is reduction
+    cfg["noise"]["skip_drop_path"] = 0.0
     assert build_parts(cfg).op_transforms(2) is None
+
+
+def test_reduction_skips_false_keeps_the_drop_path_on_the_stride_2_skips_of_the_darts_supernet():
+    cfg = combination(base_config(SPACES["darts"]), "softmax", 1, True, 0.3)
+    cfg["noise"]["reduction_skips"] = False
+    model = get_space(cfg).build_supernet(cfg, 10)
+    strides = {}
+    for edge in mixed_units(model):
+        transform = edge.transforms[edge.op_names.index("skip_connect") - edge.op_names.count("none")] \
+            if "skip_connect" in edge.op_names else None
+        strides.setdefault(edge.stride, set()).add((getattr(transform, "noise", None) is not None,
+                                                    getattr(transform, "drop_path", None) is not None))
+    assert strides == {1: {(True, True)}, 2: {(False, True)}}
 
 
 SOURCES = sorted((ROOT / "src" / "noisydarts" / "spaces").rglob("*.py")) + [ROOT / "examples" / "chain_space.py"]

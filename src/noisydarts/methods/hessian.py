@@ -253,7 +253,9 @@ def slice_shares(sizes: list[int]) -> list[float]:
 
 
 class HessianMonitor(Callback):
-    """A search callback (``monitor.hessian_every: N``): after every N-th epoch and the last, the
+    """A search callback (``monitor.hessian_every: N``): after epochs 1, 1 + N, 1 + 2N, ... and the
+    last (1-based; the RobustDARTS release measures at its 0-based epochs 0, N, 2N, ... and the last,
+    ``train_search.py``: ``epoch % report_freq_hessian == 0``), the
     dominant eigenvalue of the architecture Hessian on the first ``monitor.hessian_batches``
     search-val batches (unaugmented, in a fixed order: the same images every time; cut to
     ``monitor.hessian_batch_size`` images each when set), logged as
@@ -301,7 +303,7 @@ class HessianMonitor(Callback):
 
     def on_record(self, searcher, record: dict) -> None:
         epoch = record["epoch"]
-        if epoch % self.every and epoch != self.epochs:
+        if (epoch - 1) % self.every and epoch != self.epochs:
             return
         t0 = time.perf_counter()
         estimate = dominant_eigenvalue(searcher.model, self.batches, search_loss, iterations=self.iterations,
@@ -317,7 +319,7 @@ class HessianMonitor(Callback):
 
 #: The ``monitor`` config section: measurements during the search.
 DEFAULTS: dict = {
-    "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian every N epochs (0 = off)
+    "hessian_every": 0,          # dominant eigenvalue of the alpha Hessian after epochs 1, 1+N, 1+2N, ... and the last (0 = off)
     "hessian_batches": 1,        # fixed search-val batches it is measured on
     "hessian_batch_size": None,  # their size (null = batch_size); smaller saves memory, changes L_val's BN
     "hessian_iterations": 20,    # at most this many Lanczos steps (Hessian-vector products)

@@ -60,7 +60,7 @@ DEFAULTS: dict = {
     "mean": 0.0,                 # mu (0: unbiased)
     "lambda": 0.2,               # sigma = lambda * std(x)
     "decay": "none",             # none | cosine
-    "reduction_skips": True,     # noise on stride-2 skips (factorized reduce) too
+    "reduction_skips": True,     # noise on stride-2 skips (factorized reduce) too (false: the drop-path stays)
     "sigma": "batch",            # std(x) of the whole batch tensor | per sample
     "position": "output",        # noise on the skip op's output (release) | input (Eq. 6)
     "weight_step": True,         # noise in the weight step too (false: architecture step only)

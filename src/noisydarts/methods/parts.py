@@ -26,7 +26,7 @@ from typing import Callable
 import torch.nn as nn
 
 from ..errors import UserError
-from .noise import build_skip_transform
+from .noise import SkipTransforms, build_skip_transform
 from .regularizers import Regularizer, regularizers_from_config
 from .weightings import WEIGHTINGS, weighting_factory
 
@@ -44,13 +44,22 @@ class MethodParts:
     skip_transform_on_reduction: bool = True
     partial_channels: int = 1
     regularizers: list[Regularizer] = field(default_factory=list)
+    _drop_path_only: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def op_transforms(self, stride: int = 1) -> dict[str, nn.Module] | None:
         """The op transforms of a mixed edge of this stride: ``{"skip_connect": transform}`` or
-        None (no transform, or a stride-2 edge with ``noise.reduction_skips: false``)."""
-        if self.skip_transform is None or (stride != 1 and not self.skip_transform_on_reduction):
-            return None
-        return {"skip_connect": self.skip_transform}
+        None. ``noise.reduction_skips: false`` keeps the noise off the stride-2 skips, not the
+        release's drop-path (which the release applies to every skip branch): a stride-2 edge
+        then gets the drop-path alone (the same module), or nothing."""
+        transform = self.skip_transform
+        if stride != 1 and not self.skip_transform_on_reduction:
+            drop_path = getattr(transform, "drop_path", None)
+            if drop_path is None:
+                return None
+            if self._drop_path_only is None:  # one module for every stride-2 edge
+                self._drop_path_only = SkipTransforms(None, drop_path)
+            transform = self._drop_path_only
+        return None if transform is None else {"skip_connect": transform}
 
 
 @dataclass(frozen=True)

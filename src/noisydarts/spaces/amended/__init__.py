@@ -123,7 +123,8 @@ def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3)
                         weighting=parts.weighting, partial_channels=parts.partial_channels,
                         edges=EDGES[space["edges"]](space["nodes"]), in_channels=in_channels,
                         dropout=space["dropout"], aux_weight=space["aux_weight"],
-                        checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
+                        checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
+                        op_transforms=parts.op_transforms)
 
 
 def validate(cfg: dict) -> None:

@@ -102,7 +102,7 @@ class DartsSupernet(Supernet):
                  stem_multiplier: int = 3, ops=NOISYDARTS_OPS, *, noise: nn.Module | None = None,
                  noise_on_reduction: bool = True, weighting: str = "softmax", partial_channels: int = 1,
                  edges=None, in_channels: int = 3, dropout: float = 0.0, aux_weight: float = 0.0,
-                 checkpoint: bool = False):
+                 checkpoint: bool = False, op_transforms=None):
         super().__init__()
         self.op_names = list(ops)
         self.checkpoint = checkpoint
@@ -115,11 +115,14 @@ class DartsSupernet(Supernet):
             self.arch[f"alpha_{kind}"] = nn.Parameter(1e-3 * torch.randn(len(self.edge_list), len(self.op_names)))
         self.weighting = build_weighting(weighting, self.arch, self.kinds, [t for t, _ in self.edge_list])
 
+        def transforms_for(stride):  # ``op_transforms(stride)`` (MethodParts') wins over noise/noise_on_reduction
+            if op_transforms is not None:
+                return op_transforms(stride)
+            return {"skip_connect": noise} if noise is not None and (stride == 1 or noise_on_reduction) else None
+
         def make_edge(C, stride):
-            with_noise = noise is not None and (stride == 1 or noise_on_reduction)
             return MixedEdge(self.op_names, C, stride, affine=False, bn_after_pool=True,
-                             op_transforms={"skip_connect": noise} if with_noise else None,
-                             partial_channels=partial_channels)
+                             op_transforms=transforms_for(stride), partial_channels=partial_channels)
 
         C_curr = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -253,7 +256,8 @@ def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3)
                          space["ops"], noise=parts.skip_transform, noise_on_reduction=parts.skip_transform_on_reduction,
                          weighting=parts.weighting, partial_channels=parts.partial_channels, in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
-                         aux_weight=space["aux_weight"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
+                         aux_weight=space["aux_weight"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
+                         op_transforms=parts.op_transforms)
 
 
 def validate(cfg: dict) -> None:
