@@ -87,6 +87,8 @@ class ChainSpace(Space):
     TINY = {"space": {"channels": 4, "layers": 2}, "network": {"channels": 4}}
 
     # supports = Support(...): the default, every weighting, partial channels, noise and drop-path
+    # but not DARTS-' auxiliary skip (it would need self.auxiliary_skip = parts.auxiliary_skip on the
+    # supernet, MixedEdge(..., auxiliary_skip=parts.auxiliary_skip) and Support(auxiliary_skip=True))
 
     def validate(self, cfg):
         check_op_list(cfg["space"]["ops"], OPS)

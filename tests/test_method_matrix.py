@@ -25,13 +25,14 @@ from noisydarts.methods.noise import SkipDropPath, SkipNoise, SkipTransforms
 from noisydarts.methods.parts import Support, build_parts, check_support
 from noisydarts.methods.sivdnas import SIVDNASKL
 from noisydarts.methods.weightings import WEIGHTINGS
+from noisydarts.search.config import validate as validate_search_config
 from noisydarts.spaces import SPACES, get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import examples.chain_space  # noqa: E402,F401  (registers the "chain" space)
 
-WEIGHTING_NAMES = ("softmax", "edge_norm", "si_vdnas")
+WEIGHTING_NAMES = tuple(WEIGHTINGS)  # every registered weighting: softmax, edge_norm, si_vdnas, sigmoid, dirichlet
 PARTIAL = (1, 2)
 TRANSFORMS = [(noise, p) for noise in (False, True) for p in (0.0, 0.3)]
 
@@ -49,6 +50,8 @@ def combination(cfg: dict, weighting: str, k: int, noise: bool, p: float) -> dic
     cfg["noise"].update(enabled=noise, skip_drop_path=p)
     if weighting == "si_vdnas":  # options away from the defaults, so a space that drops them shows
         cfg["vdnas"].update(variant="v" if k == 2 else "h", init_p=0.3)
+    if weighting == "dirichlet":
+        cfg["drnas"].update(reg="kl", reg_scale=0.01)
     return cfg
 
 
@@ -65,8 +68,13 @@ def check_built(model, cfg, weighting, k, noise, p):
         for kind in model.kinds:
             torch.testing.assert_close(model.arch[f"log_delta_{kind}"].detach(),
                                        torch.full_like(model.arch[f"log_delta_{kind}"], math.log(0.3 / 0.7)))
+    # the regularizers the config asks for, those the weighting brings included (SI-VDNAS' KL, DrNAS')
+    expected = build_parts(cfg).regularizers
+    assert [type(r) for r in model.regularizers] == [type(r) for r in expected]
+    assert [r.extra_repr() for r in model.regularizers] == [r.extra_repr() for r in expected]
+    if weighting == "si_vdnas":
         assert [type(r) for r in model.regularizers] == [SIVDNASKL]
-    else:
+    elif weighting in ("softmax", "edge_norm", "sigmoid"):
         assert len(model.regularizers) == 0
     units = mixed_units(model)
     assert units
@@ -136,17 +144,76 @@ def test_every_space_honours_or_refuses_every_method_part(name):
     assert honoured >= 1
 
 
+#: The parts switched on by keys of their own (over a softmax search unless a weighting is named):
+#: architecture-loss regularizers, DARTS-' auxiliary skip, SDARTS' weight-step perturbation.
+EXTRAS = {
+    "zero_one": {"edge": {"weighting": "sigmoid"}, "zero_one": {"weight": 10.0}},
+    "beta_decay": {"beta_decay": {"weight": 25.0}},
+    "aux_skip": {"aux_skip": {"enabled": True}},
+    "perturb_random": {"perturb": {"kind": "random"}},
+    "perturb_adversarial": {"perturb": {"kind": "adversarial", "steps": 1}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_space_honours_or_refuses_every_part_switched_on_by_its_own_keys(name):
+    """Each extra part: refused in one line naming the space and the key, or really there: the
+    regularizer in the supernet's architecture loss (a finite term with a gradient for alpha), the
+    auxiliary skip on every mixed edge, the perturbation changing the weight step's op weights."""
+    from noisydarts.methods.perturbation import build_weight_perturbation
+
+    space = get_space(name)
+    honoured = []
+    for extra, overrides in EXTRAS.items():
+        cfg = copy.deepcopy(base_config(space))
+        for section, values in overrides.items():
+            cfg[section].update(values)
+        try:
+            validate_search_config(cfg)
+            check_support(space, cfg)
+        except UserError as e:
+            message = str(e)
+            assert "\n" not in message and re.search(r"(aux_skip|zero_one|beta_decay|perturb|edge)\.", message), message
+            continue
+        torch.manual_seed(0)
+        model = space.build_supernet(cfg, 10)
+        model.set_search_data(8, 8)
+        model.set_epoch(1, 2)
+        model.train()
+        x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 10, (2,))
+        if extra in ("zero_one", "beta_decay"):
+            term = model.arch_regularizer()
+            grads = torch.autograd.grad(term, model.arch_parameters(), allow_unused=True)
+            assert torch.isfinite(term) and any(g is not None and g.abs().sum() > 0 for g in grads)
+        elif extra == "aux_skip":
+            units = mixed_units(model)
+            assert units and all(getattr(u, "aux_op", None) is not None for u in units)
+        else:
+            perturbation = build_weight_perturbation(cfg)
+            perturbation.set_epoch(1, 2)
+            clean = {k: w.detach() for k, (w, _) in model.mixing_weights(2).items()}
+            with perturbation.weight_step(model, x, y):
+                perturbed = {k: w.detach() for k, (w, _) in model.mixing_weights(2).items()}
+            assert any(not torch.equal(clean[k], perturbed[k]) for k in clean) or extra == "perturb_adversarial"
+            assert all(torch.isfinite(w).all() for w in perturbed.values())
+        search_step(model, 8)
+        honoured.append(extra)
+    if name in ("darts", "nb201", "amended"):  # the cell spaces honour every one of them
+        assert honoured == list(EXTRAS)
+
+
 def test_what_each_space_supports():
     """The declarations themselves (a change here is a change of what users can run)."""
     assert SPACES["mbv2"].supports == Support(partial_channels=False)
-    for name in ("darts", "nb201", "amended", "chain"):
-        assert SPACES[name].supports == Support()
+    assert SPACES["darts"].supports == Support(auxiliary_skip=True, weighting_derivation=True)
+    assert SPACES["nb201"].supports == SPACES["amended"].supports == Support(auxiliary_skip=True)
+    assert SPACES["chain"].supports == Support()
     cfg = combination(base_config(SPACES["mbv2"]), "softmax", 4, False, 0.0)
     with pytest.raises(UserError, match=re.escape("the mbv2 space cannot use edge.partial_channels=4 (PC-DARTS partial "
                                                   "channels): set edge.partial_channels=1")):
         check_support(SPACES["mbv2"], cfg)
     cfg = combination(base_config(SPACES["darts"]), "softmax", 3, False, 0.0)
-    with pytest.raises(UserError, match="the darts space cannot use edge.partial_channels=3 .*multiple of 2 x"):
+    with pytest.raises(UserError, match="the darts space cannot use edge.partial_channels=3 .*multiple of edge.partial_channels"):
         check_support(SPACES["darts"], cfg)
 
 

@@ -28,8 +28,8 @@ class SigmoidWeighting(Weighting):
 
 @pytest.fixture
 def sigmoid(monkeypatch):
-    monkeypatch.setitem(WEIGHTINGS, "sigmoid", SigmoidWeighting)
-    return "sigmoid"
+    monkeypatch.setitem(WEIGHTINGS, "my_sigmoid", SigmoidWeighting)
+    return "my_sigmoid"
 
 
 @pytest.mark.parametrize("space", ["nb201", "darts"])
@@ -52,7 +52,7 @@ def test_a_space_that_lists_its_weightings_refuses_a_new_one(sigmoid):
     space = get_space("nb201")
     cfg = noisydarts.resolve_config("nb201-quick", overrides=[f"edge.weighting={sigmoid}"])
     closed = type("Closed", (), {"name": "closed", "supports": Support(weightings=("softmax",))})()
-    with pytest.raises(UserError, match=r"^the closed space cannot use edge.weighting=sigmoid .*choose edge.weighting "
+    with pytest.raises(UserError, match=r"^the closed space cannot use edge.weighting=my_sigmoid .*choose edge.weighting "
                                         r"from softmax$"):
         check_support(closed, cfg)
     check_support(space, cfg)  # nb201 leaves its weightings open

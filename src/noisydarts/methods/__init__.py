@@ -10,6 +10,6 @@ Each module owns its config section (defaults and validation) and registers it w
 :data:`noisydarts.config.SEARCH` when imported; importing this package imports them all.
 """
 
-from . import early_stop, estimators, gradients, hessian, noise, sivdnas, weightings
+from . import betadecay, dartsminus, drnas, early_stop, estimators, fairdarts, gradients, hessian, noise, perturbation, sdarts, sivdnas, weightings
 
-__all__ = ["early_stop", "estimators", "gradients", "hessian", "noise", "sivdnas", "weightings"]
+__all__ = ["betadecay", "dartsminus", "drnas", "early_stop", "estimators", "fairdarts", "gradients", "hessian", "noise", "perturbation", "sdarts", "sivdnas", "weightings"]

@@ -16,6 +16,8 @@ configuration a space would otherwise silently drop.
 * **regularizers**: architecture-loss terms (:mod:`noisydarts.methods.regularizers`) the supernet
   sums in ``arch_regularizer()``: those the weighting brings along (SI-VDNAS' KL) and any added
   by hand.
+* **auxiliary_skip** (``aux_skip.*``): DARTS-' auxiliary skip on every mixed edge
+  (:class:`noisydarts.methods.dartsminus.AuxiliarySkip`), or None.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from typing import Callable
 
 import torch.nn as nn
 
+from .. import config
 from ..errors import UserError
+from .dartsminus import build_auxiliary_skip
 from .noise import SkipTransforms, build_skip_transform
 from .regularizers import Regularizer, regularizers_from_config
 from .weightings import WEIGHTINGS, weighting_factory
 
 #: What each weighting is called in messages.
-WEIGHTING_TITLES = {"softmax": "DARTS softmax", "edge_norm": "PC-DARTS edge normalization", "si_vdnas": "SI-VDNAS"}
+WEIGHTING_TITLES = {"softmax": "DARTS softmax", "edge_norm": "PC-DARTS edge normalization", "si_vdnas": "SI-VDNAS",
+                    "sigmoid": "FairDARTS sigmoid", "dirichlet": "DrNAS Dirichlet"}
 
 
 @dataclass
@@ -44,6 +49,8 @@ class MethodParts:
     skip_transform_on_reduction: bool = True
     partial_channels: int = 1
     regularizers: list[Regularizer] = field(default_factory=list)
+    #: DARTS-' auxiliary skip (:class:`~.dartsminus.AuxiliarySkip`: β, its schedule, ``make_op(C, stride)``) or None
+    auxiliary_skip: nn.Module | None = None
     _drop_path_only: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def op_transforms(self, stride: int = 1) -> dict[str, nn.Module] | None:
@@ -70,12 +77,18 @@ class Support:
     registered after the space); ``partial_channels``: whether its edges
     take PC-DARTS' K > 1; ``skip_transform``: whether it puts the NoisyDARTS noise
     (``noise.enabled``) on its skip ops; ``skip_drop_path``: whether it puts the release's
-    drop-path (``noise.skip_drop_path > 0``) there."""
+    drop-path (``noise.skip_drop_path > 0``) there; ``auxiliary_skip``: whether its mixed edges
+    take DARTS-' auxiliary skip (``aux_skip.enabled``; refused unless a space declares it);
+    ``weighting_derivation``: whether it derives the cell the weighting selects
+    (``Weighting.keep_masks``: FairDARTS' threshold, SI-VDNAS' sample), so that the keys choosing
+    that selection (``Weighting.derivation_keys``) mean something there (refused unless declared)."""
 
     weightings: tuple[str, ...] | None = None
     partial_channels: bool = True
     skip_transform: bool = True
     skip_drop_path: bool = True
+    auxiliary_skip: bool = False
+    weighting_derivation: bool = False
 
 
 def build_parts(cfg: dict) -> MethodParts:
@@ -87,7 +100,8 @@ def build_parts(cfg: dict) -> MethodParts:
     return MethodParts(weighting=weighting_factory(cfg), weighting_name=name,
                        skip_transform=build_skip_transform(cfg["noise"]),
                        skip_transform_on_reduction=bool(cfg["noise"]["reduction_skips"]),
-                       partial_channels=int(cfg["edge"]["partial_channels"]), regularizers=regularizers)
+                       partial_channels=int(cfg["edge"]["partial_channels"]), regularizers=regularizers,
+                       auxiliary_skip=build_auxiliary_skip(cfg))
 
 
 def check_support(space, cfg: dict) -> None:
@@ -114,3 +128,18 @@ def check_support(space, cfg: dict) -> None:
         refuse("noise.enabled", "true", "NoisyDARTS skip noise", "set noise.enabled=false")
     if p and not support.skip_drop_path:
         refuse("noise.skip_drop_path", p, "the NoisyDARTS release's skip drop-path", "set noise.skip_drop_path=0")
+    if cfg.get("aux_skip", {}).get("enabled") and not support.auxiliary_skip:
+        refuse("aux_skip.enabled", "true", "the DARTS- auxiliary skip", "set aux_skip.enabled=false")
+    if not support.weighting_derivation and weighting in WEIGHTINGS:
+        defaults = config.SEARCH.defaults()
+        for key in getattr(WEIGHTINGS[weighting], "derivation_keys", ()):
+            value, default = _lookup(cfg, key), _lookup(defaults, key)
+            if value != default:
+                refuse(key, value, f"the {WEIGHTING_TITLES.get(weighting, weighting)} derivation",
+                       f"this space derives its cells by its own rule; drop the key (default {default})")
+
+
+def _lookup(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part, {}) if isinstance(cfg, dict) else {}
+    return cfg

@@ -12,6 +12,8 @@ import torch.nn as nn
 
 from .. import config
 from ..nn.mixed import Weighting
+from .drnas import DirichletWeighting
+from .fairdarts import SigmoidWeighting
 from .sivdnas import VariationalDropoutWeighting
 
 
@@ -52,7 +54,8 @@ class EdgeNormWeighting(SoftmaxWeighting):
 
 
 #: ``edge.weighting`` -> the weighting class (a class may offer ``from_config(cfg)`` and ``validate(cfg)``)
-WEIGHTINGS = {"softmax": SoftmaxWeighting, "edge_norm": EdgeNormWeighting, "si_vdnas": VariationalDropoutWeighting}
+WEIGHTINGS = {"softmax": SoftmaxWeighting, "edge_norm": EdgeNormWeighting, "si_vdnas": VariationalDropoutWeighting,
+              "sigmoid": SigmoidWeighting, "dirichlet": DirichletWeighting}
 
 
 def weighting_factory(cfg: dict):
@@ -70,7 +73,7 @@ def build_weighting(weighting, arch: nn.ParameterDict, kinds, edge_targets) -> W
 
 #: The ``edge`` config section: how a mixed edge weights its ops, and PC-DARTS' partial channels.
 DEFAULTS: dict = {
-    "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS) | si_vdnas (SI-VDNAS)
+    "weighting": "softmax",      # softmax (DARTS) | edge_norm (PC-DARTS) | si_vdnas (SI-VDNAS) | sigmoid (FairDARTS) | dirichlet (DrNAS)
     "partial_channels": 1,       # K of PC-DARTS; 1 = all channels
 }
 

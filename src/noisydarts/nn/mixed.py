@@ -59,7 +59,9 @@ def apply_op(op: nn.Module, x: torch.Tensor, transform: Callable | None) -> torc
 class MixedEdge(nn.Module):
     def __init__(self, op_names, C: int, stride: int, *, affine: bool = False, track_stats: bool = True,
                  bn_after_pool: bool = False, op_transforms: dict[str, Callable] | None = None,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, auxiliary_skip: nn.Module | None = None):
+        """``auxiliary_skip``: DARTS-' auxiliary skip (:class:`noisydarts.methods.dartsminus.AuxiliarySkip`,
+        or any module with a ``beta`` tensor and ``make_op(C, stride, affine, track_stats)``), or None."""
         super().__init__()
         if C % partial_channels:
             raise UserError(f"partial_channels={partial_channels} does not divide the {C} channels of an edge")
@@ -79,6 +81,10 @@ class MixedEdge(nn.Module):
         transforms = op_transforms or {}
         self.transforms = [transforms.get(self.op_names[k]) for k in self.active]
         self.bypass_pool = nn.MaxPool2d(2, 2) if partial_channels > 1 and stride == 2 else None
+        # DARTS-: the edge's own auxiliary op (an identity, or a factorized reduce at stride 2); β is
+        # one buffer of the supernet's, shared by all edges, so it is held as a reference, not a submodule.
+        self.aux_op = auxiliary_skip.make_op(C, stride, affine, track_stats) if auxiliary_skip is not None else None
+        self._auxiliary_skip = [auxiliary_skip] if auxiliary_skip is not None else None
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """``weights``: this edge's row of the cell's op weights, one entry per op name.
@@ -87,9 +93,13 @@ class MixedEdge(nn.Module):
         The scale multiplies the edge's entire output, ``scale * shuffle(cat(sum_k w_k o_k(x_op),
         bypass))``; it is applied as ``sum_k (scale w_k) o_k(x_op)`` and ``scale * bypass``, the
         same numbers without another full-size product to keep for the backward pass (the
-        bypass is a slice of the input, which autograd keeps anyway)."""
+        bypass is a slice of the input, which autograd keeps anyway).
+
+        With DARTS-' auxiliary skip the edge adds ``beta * aux(x)`` on its whole input, after the
+        shuffle, outside every architecture weight (the scale included)."""
         if scale is not None:
             weights = weights * scale
+        x_in = x
         if self.partial > 1:
             c_op = x.shape[1] // self.partial
             x, bypass = x[:, :c_op], x[:, c_op:]
@@ -106,7 +116,85 @@ class MixedEdge(nn.Module):
             if scale is not None:
                 bypass = bypass * scale
             out = channel_shuffle(torch.cat([out, bypass], dim=1), self.partial)
+        if self.aux_op is not None:
+            out = torch.addcmul(out, self.aux_op(x_in), self._auxiliary_skip[0].beta)
         return out
+
+    # --- progressive learning (DrNAS, :mod:`noisydarts.methods.drnas`): prune ops, change K -------
+    def prune_ops(self, keep) -> None:
+        """Keep only the ops at the row positions in ``keep`` (indices into ``op_names``): the others
+        leave the edge with their parameters and are never computed again, so their weights must
+        be 0 from now on (the weighting masks them)."""
+        keep = {int(k) for k in keep}
+        picked = [i for i, k in enumerate(self.active) if k in keep]
+        self.active = [self.active[i] for i in picked]
+        self.ops = nn.ModuleList(self.ops[i] for i in picked)
+        self.transforms = [self.transforms[i] for i in picked]
+
+    def _op_like(self, k: int, old: nn.Module, c_op: int) -> nn.Module:
+        """Op ``op_names[k]`` at ``c_op`` channels, built as ``old`` was (BN affine/statistics, BN after a pool)."""
+        bn = next((m for m in old.modules() if isinstance(m, nn.BatchNorm2d)), None)
+        affine, track = (bn.affine, bn.track_running_stats) if bn is not None else (False, True)
+        op = build_op(self.op_names[k], c_op, self.stride, affine, track)
+        if self.op_names[k] in POOLING_OPS and isinstance(old, nn.Sequential) and not isinstance(op, nn.Sequential):
+            op = nn.Sequential(op, batch_norm(c_op, affine, track))
+        return op
+
+    def widen_problem(self, partial_channels: int, channels: int) -> str | None:
+        """Why this edge (``channels`` in) cannot take K = ``partial_channels``, or None. The ops are
+        built on the meta device, so an op's own constraint (an even factorized reduce) is found."""
+        if channels % partial_channels:
+            return f"K={partial_channels} does not divide the {channels} channels of an edge"
+        try:
+            with torch.device("meta"):
+                for k, op in zip(self.active, self.ops):
+                    self._op_like(k, op, channels // partial_channels)
+        except UserError as e:
+            return str(e)
+        return None
+
+    def widen(self, partial_channels: int, channels: int, generator: torch.Generator | None = None):
+        """Send ``channels / partial_channels`` channels through the ops from now on (DrNAS' second
+        stage: K 6 -> 4). Each op is rebuilt at its new width and its tensors are copied Net2Net-style
+        (the release's ``net2wider.py``): channel ``j`` of a widened dimension is old channel
+        ``map[j]``, ``map`` = the old channels then random old ones (``generator``), one map per
+        (old size, new size) in an op so that a copied channel is the same one through the op.
+
+        Returns ``(old parameter, new parameter, expand)`` triples; ``expand(t)`` maps a tensor shaped
+        like the old parameter (an optimizer's momentum) as the parameter was mapped."""
+        problem = self.widen_problem(partial_channels, channels)
+        if problem:
+            raise UserError(problem)
+        c_op, pairs, ops = channels // partial_channels, [], []
+        for k, old in zip(self.active, self.ops):
+            new = self._op_like(k, old, c_op)
+            maps: dict[tuple[int, int], torch.Tensor] = {}
+
+            def expand(t: torch.Tensor, like: torch.Tensor, maps=maps) -> torch.Tensor:
+                for d in range(t.dim()):
+                    n_old, n_new = t.shape[d], like.shape[d]
+                    if n_old != n_new:
+                        if (n_old, n_new) not in maps:
+                            extra = torch.randint(0, n_old, (max(n_new - n_old, 0),), generator=generator)
+                            maps[(n_old, n_new)] = torch.cat([torch.arange(min(n_old, n_new)), extra])
+                        t = t.index_select(d, maps[(n_old, n_new)].to(t.device))
+                return t
+
+            old_state, new_state = old.state_dict(), new.state_dict()
+            new.load_state_dict({key: expand(old_state[key], like) for key, like in new_state.items()})
+            reference = next(iter(old_state.values()), None)
+            if reference is not None:
+                new.to(reference.device)
+            old_params = dict(old.named_parameters())
+            for name, p in new.named_parameters():
+                if old_params[name].dim() == 4 and old_params[name].is_contiguous(memory_format=torch.channels_last):
+                    p.data = p.data.contiguous(memory_format=torch.channels_last)
+                pairs.append((old_params[name], p, lambda t, like=p, f=expand: f(t, like)))
+            ops.append(new.train(old.training))
+        self.ops = nn.ModuleList(ops)
+        self.partial = partial_channels
+        self.bypass_pool = nn.MaxPool2d(2, 2) if partial_channels > 1 and self.stride == 2 else None
+        return pairs
 
 
 # --- weightings: architecture parameters -> [edges, ops] op weights and [edges] edge weights ----
@@ -124,10 +212,16 @@ class Weighting(nn.Module):
     """
 
     per_sample: bool = False
+    #: whether the weights are drawn anew on every forward in training mode (SI-VDNAS' dropout
+    #: noise, DrNAS' Dirichlet samples): there is no fixed weight to perturb (SDARTS refuses them)
+    stochastic: bool = False
     #: names in ``arch`` the architecture optimizer must not weight-decay (e.g. log-variances)
     no_weight_decay: tuple[str, ...] = ()
     #: derivations this weighting offers (:meth:`keep_masks`); the first is the default
     derivations: tuple[str, ...] = ()
+    #: the config keys (dotted) that choose this weighting's own selection (:meth:`keep_masks`); a
+    #: space that derives its cells by its own rule refuses them when set
+    derivation_keys: tuple[str, ...] = ()
     #: whether a row's weights have a total worth keeping (a softmax's 1); a space that removes
     #: some ops from a row (mbv2's restricted layers) rescales the rest to it only then
     normalized: bool = True

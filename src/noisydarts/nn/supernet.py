@@ -31,11 +31,16 @@ def is_arch_parameter(name: str) -> bool:
 class Supernet(nn.Module):
     #: cell types with their own architecture parameters, e.g. ("normal", "reduce")
     kinds: tuple[str, ...] = ()
+    #: per cell type, an ``[edges, ops]`` tensor :meth:`mixing_weights` adds to the op weights, or None;
+    #: set only for the duration of a weight step (:mod:`noisydarts.methods.perturbation`, SDARTS)
+    mixing_perturbation: dict[str, torch.Tensor] | None = None
 
     def __init__(self):
         super().__init__()
         self.arch = nn.ParameterDict()
         self.noise: nn.Module | None = None
+        #: DARTS-' auxiliary skip (β and its schedule, :mod:`noisydarts.methods.dartsminus`), read by the mixed edges
+        self.auxiliary_skip: nn.Module | None = None
         #: architecture-loss terms (``regularizer(supernet) -> Tensor | None``, see
         #: :mod:`noisydarts.methods.regularizers`), summed by :meth:`arch_regularizer`
         self.regularizers = nn.ModuleList()
@@ -74,6 +79,8 @@ class Supernet(nn.Module):
         self._hooks.set_epoch(epoch, epochs)
         for regularizer in self.regularizers:
             regularizer.set_epoch(epoch, epochs)
+        if self.auxiliary_skip is not None:  # DARTS-' β
+            self.auxiliary_skip.set_epoch(epoch, epochs)
 
     def set_phase(self, phase: str) -> None:
         """The search loop says which step runs next, ``arch`` or ``weights``, so a pluggable
@@ -119,6 +126,8 @@ class Supernet(nn.Module):
             if w.dim() > 2 and torch.is_autocast_enabled(w.device.type):
                 # A [B, 1, 1, 1] float32 factor would promote bf16 op outputs to float32.
                 w = w.to(torch.get_autocast_dtype(w.device.type))
+            if self.mixing_perturbation is not None:
+                w = w + self.mixing_perturbation[kind]
             out[kind] = (w, self.weighting.edge_weights(kind))
         return out
 

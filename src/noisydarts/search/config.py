@@ -52,8 +52,9 @@ OUTPUT_DEFAULTS: dict = {
 }
 
 #: The order of config.yaml's top-level keys.
-KEY_ORDER = (*RUN_DEFAULTS, "data", "space", "noise", "edge", "vdnas", "weights", "arch", "estimator", "monitor",
-             "early_stop", *OUTPUT_DEFAULTS, "distributed")
+KEY_ORDER = (*RUN_DEFAULTS, "data", "space", "noise", "edge", "vdnas", "fairdarts", "drnas", "aux_skip", "zero_one",
+             "beta_decay", "perturb", "weights", "arch", "estimator", "monitor", "early_stop", *OUTPUT_DEFAULTS,
+             "distributed")
 
 
 def validate_run(cfg: dict) -> None:

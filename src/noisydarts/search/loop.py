@@ -41,6 +41,7 @@ from ..errors import UserError
 from ..methods.estimators import StepContext, build_estimator
 from ..methods.gradients import build_gradient_transform
 from ..methods.noise import SkipNoise
+from ..methods.perturbation import build_weight_perturbation
 from ..runtime.device import autocast, precision
 from ..runtime.progress import progress_bar
 from ..runtime.rng import checkpoint_rng, restore_rng, seed_everything
@@ -71,6 +72,10 @@ class Searcher:
 
     #: True while :meth:`run` replays the stage hooks of the epochs a resumed run had done.
     replaying: bool = False
+    #: Set by a stage hook in ``on_epoch_start`` to keep α frozen for that epoch (DrNAS freezes it at
+    #: the start of every stage, as ``warmup_epochs`` does at the start of the search); reset before
+    #: every epoch's hooks.
+    freeze_arch: bool = False
     _resume: dict | None = None  # the checkpoint to continue from (load_state_dict), loaded in run()
 
     def __init__(self, cfg: dict, run_dir: Path, progress: bool = True):
@@ -119,6 +124,7 @@ class Searcher:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg["epochs"], eta_min=w["lr_min"])
         self.estimator = build_estimator(cfg)
         self.grad_transform = build_gradient_transform(cfg, self.model)
+        self.perturbation = build_weight_perturbation(cfg)  # around the weight step (SDARTS); a no-op by default
         self.start_epoch = 0
         self.preset: str | None = None   # for the start-of-run line only
         self.stopped: dict | None = None  # set when a callback stops the search (early stopping)
@@ -208,9 +214,10 @@ class Searcher:
         cfg, model = self.cfg, self.model
         model.train()
         model.set_epoch(epoch, cfg["epochs"])
+        self.perturbation.set_epoch(epoch, cfg["epochs"])
         lr = self.scheduler.get_last_lr()[0]
         ctx = self.step_context(lr)
-        update_arch = epoch >= cfg["warmup_epochs"]
+        update_arch = epoch >= cfg["warmup_epochs"] and not self.freeze_arch
         weights = self.model.weight_parameters()
         amp = autocast(cfg, self.device)
         # Running sums stay on the device: no per-step host sync.
@@ -256,8 +263,9 @@ class Searcher:
         model.set_phase("weights")
         self.w_opt.zero_grad(set_to_none=True)
         # Gradients for the weights only: alpha frozen, so autograd neither computes nor keeps
-        # what only alpha's gradient needs (every op's output on every mixed edge).
-        with recompute.frozen(model.arch_parameters()):
+        # what only alpha's gradient needs (every op's output on every mixed edge). The weight-step
+        # perturbation (SDARTS) sets the op weights' perturbation for this forward and backward only.
+        with recompute.frozen(model.arch_parameters()), self.perturbation.weight_step(model, x, y, amp):
             with amp:
                 loss, logits = model.training_loss(x, y)
             torch.autograd.backward(loss, inputs=weights)
@@ -340,6 +348,7 @@ class Searcher:
         for epoch in range(self.start_epoch, last):
             if self.stopped is not None:
                 break
+            self.freeze_arch = False
             for cb in callbacks:
                 cb.on_epoch_start(self, epoch)
             self.refresh_optimizers()

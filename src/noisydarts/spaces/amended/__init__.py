@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ...nn.recompute import resolve_checkpoint
 from ...errors import UserError
-from ...methods.parts import MethodParts
+from ...methods.parts import MethodParts, Support
 from ...nn.supernet import Supernet
 from ..darts import SPACE as DARTS_SPACE
 from ..darts import cell_graph
@@ -124,7 +124,7 @@ def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3)
                         edges=EDGES[space["edges"]](space["nodes"]), in_channels=in_channels,
                         dropout=space["dropout"], aux_weight=space["aux_weight"],
                         checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
-                        op_transforms=parts.op_transforms)
+                        op_transforms=parts.op_transforms, auxiliary_skip=parts.auxiliary_skip)
 
 
 def validate(cfg: dict) -> None:
@@ -142,6 +142,9 @@ class AmendedS2Space(Space):
     genotype_types = (CellwiseGenotype,)
     families = ("cifar", "imagenet")
     TINY = {"space": {"channels": 4, "layers": 3, "nodes": 2, "aux_weight": 0.0}, "network": {"channels": 4}}
+    # every weighting, partial channels, noise, drop-path and DARTS-' skip (the DARTS supernet's edges);
+    # its derivation is always its own (two edges per node, every cell its own)
+    supports = Support(auxiliary_skip=True)
 
     def validate(self, cfg: dict) -> None:
         validate(cfg)

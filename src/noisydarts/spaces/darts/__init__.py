@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from ...errors import UserError
+from ...methods.parts import Support
 from ..base import CellGraph, Space
 from . import supernet
 from .genotype import Genotype, VariableGenotype
@@ -52,6 +53,8 @@ class DartsSpace(Space):
     genotype_types = (Genotype, VariableGenotype)
     families = ("cifar", "imagenet")
     TINY = {"space": {"channels": 4, "layers": 3, "nodes": 2}, "network": {"channels": 4, "layers": 3}}
+    # every weighting, partial channels, noise, drop-path, DARTS-' skip, and the cell a weighting selects
+    supports = Support(auxiliary_skip=True, weighting_derivation=True)
 
     # --- search ---
     def validate(self, cfg: dict) -> None:

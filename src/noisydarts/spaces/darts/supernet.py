@@ -102,9 +102,10 @@ class DartsSupernet(Supernet):
                  stem_multiplier: int = 3, ops=NOISYDARTS_OPS, *, noise: nn.Module | None = None,
                  noise_on_reduction: bool = True, weighting: str = "softmax", partial_channels: int = 1,
                  edges=None, in_channels: int = 3, dropout: float = 0.0, aux_weight: float = 0.0,
-                 checkpoint: bool = False, op_transforms=None):
+                 checkpoint: bool = False, op_transforms=None, auxiliary_skip: nn.Module | None = None):
         super().__init__()
         self.op_names = list(ops)
+        self.auxiliary_skip = auxiliary_skip  # DARTS-: owned here once, scheduled by set_epoch, read by every edge
         self.checkpoint = checkpoint
         self.nodes = nodes
         self.edge_list = list(edges) if edges is not None else dense_edges(nodes)
@@ -122,7 +123,8 @@ class DartsSupernet(Supernet):
 
         def make_edge(C, stride):
             return MixedEdge(self.op_names, C, stride, affine=False, bn_after_pool=True,
-                             op_transforms=transforms_for(stride), partial_channels=partial_channels)
+                             op_transforms=transforms_for(stride), partial_channels=partial_channels,
+                             auxiliary_skip=auxiliary_skip)
 
         C_curr = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -257,7 +259,7 @@ def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3)
                          weighting=parts.weighting, partial_channels=parts.partial_channels, in_channels=in_channels,
                          edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
                          aux_weight=space["aux_weight"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
-                         op_transforms=parts.op_transforms)
+                         op_transforms=parts.op_transforms, auxiliary_skip=parts.auxiliary_skip)
 
 
 def validate(cfg: dict) -> None:
@@ -276,7 +278,9 @@ def validate(cfg: dict) -> None:
 
 
 def partial_channels_problem(space: dict, k: int) -> str | None:
-    """An edge's ops get ``C / K`` channels, and a stride-2 skip (factorized reduce) halves them."""
-    if space["channels"] % (2 * k):
-        return f"space.channels={space['channels']} must be a multiple of 2 x edge.partial_channels"
+    """An edge's ops get ``C / K`` channels (``C`` the cell's: the stem's ``channels``, doubled at
+    each reduction). A stride-2 skip (factorized reduce) halves its ``2C / K`` channels, which are
+    even whenever ``K`` divides ``channels``."""
+    if space["channels"] % k:
+        return f"space.channels={space['channels']} must be a multiple of edge.partial_channels"
     return None

@@ -32,7 +32,7 @@ from ...benchmark import nb201 as bench
 from ...nn.recompute import check_checkpoint, recompute, resolve_checkpoint
 from ...errors import UserError
 from ...nn.mixed import MixedEdge
-from ...methods.parts import MethodParts
+from ...methods.parts import MethodParts, Support
 from ...methods.weightings import build_weighting
 from ...benchmark.nb201 import NB201_EDGES, NB201_OPS, NB201Arch
 from ...nn.ops import ReLUConvBN, build_op, check_op_list
@@ -104,9 +104,10 @@ class NB201Supernet(Supernet, _Skeleton):
 
     def __init__(self, num_classes: int, channels: int = 16, cells_per_stage: int = 5, ops=NB201_OPS, *,
                  noise: nn.Module | None = None, weighting: str = "softmax", partial_channels: int = 1,
-                 in_channels: int = 3, checkpoint: bool = False):
+                 in_channels: int = 3, checkpoint: bool = False, auxiliary_skip: nn.Module | None = None):
         super().__init__()
         self.op_names = list(ops)
+        self.auxiliary_skip = auxiliary_skip  # DARTS-: owned here once, scheduled by set_epoch, read by every edge
         self.checkpoint = checkpoint
         self.noise = noise
         self.arch["alpha_cell"] = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(self.op_names)))
@@ -116,7 +117,7 @@ class NB201Supernet(Supernet, _Skeleton):
             return nn.ModuleList(
                 MixedEdge(self.op_names, C, 1, affine=False, track_stats=False, bn_after_pool=False,
                           op_transforms={"skip_connect": noise} if noise is not None else None,
-                          partial_channels=partial_channels)
+                          partial_channels=partial_channels, auxiliary_skip=auxiliary_skip)
                 for _ in NB201_EDGES)
 
         self._build(num_classes, channels, cells_per_stage, in_channels, make_cell)
@@ -176,7 +177,8 @@ def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3)
     return NB201Supernet(num_classes, space["channels"], space["cells_per_stage"], space["ops"],
                          noise=parts.skip_transform, weighting=parts.weighting,
                          partial_channels=parts.partial_channels, in_channels=in_channels,
-                         checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")))
+                         checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
+                         auxiliary_skip=parts.auxiliary_skip)
 
 
 def validate(cfg: dict) -> None:
@@ -201,6 +203,7 @@ class NB201Space(Space):
     genotype_types = (NB201Arch,)
     families = ("cifar", "imagenet16")
     TINY = {"space": {"channels": 4, "cells_per_stage": 1}, "network": {"channels": 4, "cells_per_stage": 1}}
+    supports = Support(auxiliary_skip=True)  # every weighting, partial channels, noise, drop-path and DARTS-' skip
 
     def validate(self, cfg: dict) -> None:
         validate(cfg)
