@@ -106,6 +106,14 @@ METHODS = {
     "si_vdnas": {"edge": {"weighting": "si_vdnas"}, "noise": {"enabled": False}},
     "partial_channels": {"edge": {"weighting": "edge_norm", "partial_channels": 2}},
     "checkpoint": {"space": {"checkpoint": True}},
+    # the remedies composed: DrNAS' Dirichlet samples (each rank its own draws) with DARTS-' skip and
+    # beta decay; FairDARTS' sigmoid and zero-one loss with SDARTS-ADV (each rank attacks its slice)
+    # and partial channels; SDARTS-RS (each rank its own uniform draws)
+    "dirichlet_aux_skip_beta_decay": {"edge": {"weighting": "dirichlet"}, "drnas": {"reg": "kl"},
+                                      "aux_skip": {"enabled": True}, "beta_decay": {"weight": 25.0}},
+    "sigmoid_zero_one_adversarial": {"edge": {"weighting": "sigmoid", "partial_channels": 2}, "zero_one": {"weight": 10.0},
+                                     "perturb": {"kind": "adversarial", "steps": 2}},
+    "random_smoothing": {"perturb": {"kind": "random"}},
 }
 
 
