@@ -96,12 +96,16 @@ def test_fallback_recovers_a_stale_lock_of_a_dead_pid(no_flock, tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
+# The live holder is this test process, named at run time: parameters must be the same in every
+# pytest-xdist worker, so "ME" stands for its pid.
 @pytest.mark.parametrize("holder, words", [
-    ({"pid": os.getpid()}, f"search process {os.getpid()} on {socket.gethostname()}"),  # alive here
+    ({"pid": "ME"}, "search process ME on HOST"),  # alive here
     ({"pid": 12345, "host": "elsewhere"}, "process 12345 on elsewhere"),  # another host: cannot tell
     ({}, "since 2026-01-01 00:00:00"),
-])
+], ids=["alive-here", "other-host", "no-pid"])
 def test_fallback_refuses_a_live_or_unknown_holder(no_flock, tmp_path, holder, words):
+    holder = {k: os.getpid() if v == "ME" else v for k, v in holder.items()}
+    words = words.replace("ME", str(os.getpid())).replace("HOST", socket.gethostname())
     _write_lock(tmp_path, **holder)
     with pytest.raises(UserError, match="in use by") as info:
         RunLock(tmp_path, "search").acquire()

@@ -249,8 +249,8 @@ class ProgressiveStages(Callback):
 
 
 def stage_hooks(cfg: dict) -> list:
-    d = cfg["drnas"]
-    if cfg["edge"]["weighting"] != "dirichlet" or not d["stage_epochs"]:
+    d = cfg.get("drnas", {})  # a partial config (callbacks built by hand) has no stages
+    if cfg.get("edge", {}).get("weighting") != "dirichlet" or not d.get("stage_epochs"):
         return []
     return [ProgressiveStages(dict(zip(d["stage_epochs"], zip(d["stage_partial_channels"], d["stage_keep_ops"]))),
                               cfg["seed"], stage_warmup=cfg["warmup_epochs"])]
