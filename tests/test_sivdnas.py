@@ -182,6 +182,70 @@ def test_per_sample_noise_shapes_and_the_masks_do_not_touch_the_global_generator
     assert w("normal", 8).shape == (5, 3)
 
 
+def rows_per_cell(model, x):
+    """``{cell name: [the weights row each mixed edge of that cell used]}`` in one training forward."""
+    from noisydarts.nn.mixed import MixedEdge
+
+    seen = {}
+    edges = [(name, m) for name, m in model.named_modules() if isinstance(m, MixedEdge)]
+    hooks = [m.register_forward_hook(lambda mod, args, out, name=name: seen.__setitem__(name, args[1].detach()))
+             for name, m in edges]
+    try:
+        model.train()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    cells = {}
+    for name, _ in edges:
+        cells.setdefault(name.rsplit(".", 1)[0], []).append(seen[name])
+    return [torch.stack(rows) for rows in cells.values()]  # per cell: [edges, ops, B, 1, 1, 1]
+
+
+TINY_SPACES = [({"name": "darts", "channels": 4, "layers": 5, "nodes": 2, "ops": OPS3}, [0, 2, 4]),  # the normal cells
+               ({"name": "nb201", "channels": 4, "cells_per_stage": 1}, [0, 1, 2])]
+
+
+@pytest.mark.parametrize("space, same_kind", TINY_SPACES)
+def test_cell_granularity_draws_independent_noise_per_cell_and_per_sample(space, same_kind):
+    torch.manual_seed(0)
+    model = supernet(space)  # the default granularity: cell
+    assert model.weighting.per_cell and model.weighting.per_sample
+    model.begin_step()
+    cells = [rows_per_cell(model, torch.randn(6, 3, 16, 16))[i] for i in same_kind]
+    kept = cells[0].flatten(2).ne(0).all(-1)
+    for w in cells:
+        assert w.shape == (*kept.shape, 6, 1, 1, 1) and torch.equal(w.flatten(2).ne(0).all(-1), kept)  # same masks
+        assert (w.flatten(2)[kept].std(-1) > 0).all()  # a Gaussian factor per sample
+    for a, b in zip(cells, cells[1:]):  # independent Gaussian noise in every cell
+        assert not torch.isclose(a.flatten(2)[kept], b.flatten(2)[kept]).any()
+    # granularity sample: one draw, the same in every cell of a type
+    shared = supernet(space, granularity="sample")
+    assert not shared.weighting.per_cell
+    shared.begin_step()
+    rows = rows_per_cell(shared, torch.randn(6, 3, 16, 16))
+    assert all(torch.equal(rows[same_kind[0]], rows[i]) for i in same_kind)
+
+
+def test_cell_noise_has_the_dropout_variance_in_every_cell():
+    """Per cell and sample, a kept (edge, op) gets ``(1 + sqrt(delta) eps)(1 + sqrt(sigma) eps')``."""
+    torch.manual_seed(1)
+    model = supernet(TINY_SPACES[1][0])
+    w = model.weighting
+    with torch.no_grad():
+        model.arch["log_delta_cell"].fill_(math.log(0.25))
+        model.arch["log_sigma_cell"].fill_(math.log(0.04))
+        w.op_mask_cell.fill_(1.0)
+        w.edge_mask_cell.fill_(1.0)
+    mean = w.mean_weights("cell").detach()[..., None]
+    factors = torch.cat([(rows.flatten(2) / mean) for _ in range(20)
+                         for rows in rows_per_cell(model, torch.randn(32, 3, 16, 16))], dim=-1)
+    # E = 1 and Var[(1 + a e)(1 + b e')] = (1 + a^2)(1 + b^2) - 1 with a^2 = 0.25, b^2 = 0.04
+    assert factors.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert factors.var(-1).mean().item() == pytest.approx(1.25 * 1.04 - 1, rel=0.05)
+
+
 def test_eval_mode_is_deterministic():
     model = supernet()
     model.train()
@@ -199,20 +263,21 @@ def test_eval_mode_is_deterministic():
 
 
 def test_the_masks_are_the_same_in_the_architecture_and_the_weight_step(tmp_path):
-    cfg = config()
+    cfg = config(init_p=0.3)  # masks that differ between iterations
     searcher = Searcher(cfg, tmp_path, progress=False)
     model = searcher.model
     seen = []
-    model.weighting.register_forward_hook(lambda m, args, out: seen.append(out.detach().flatten(2).ne(0).any(-1)))
+    model.weighting.register_forward_hook(lambda m, args, out: seen.append((args[0], out.detach().flatten(2).ne(0).any(-1))))
     ctx = StepContext(cross_entropy, searcher.w_opt, 0.05)
     batches = zip(searcher.train_batches.epoch(0), searcher.arch_batches.epoch(0))
     per_step = []
     for train, val in list(batches)[:2]:
         seen.clear()
         searcher.search_step(train, val, ctx, model.weight_parameters(), contextlib.nullcontext())
-        assert len(seen) == 4  # arch step: normal, reduce; weight step: normal, reduce
-        arch_normal, arch_reduce, weight_normal, weight_reduce = seen
-        assert torch.equal(arch_normal, weight_normal) and torch.equal(arch_reduce, weight_reduce)
+        # arch step and weight step: a draw per cell (3 cells), each of both kinds
+        assert [kind for kind, _ in seen] == ["normal", "reduce"] * 6
+        arch_normal, arch_reduce = seen[0][1], seen[1][1]
+        assert all(torch.equal(mask, arch_normal if kind == "normal" else arch_reduce) for kind, mask in seen)
         held = model.weighting.op_mask_normal.bool() & model.weighting.edge_mask_normal.bool()[:, None]
         assert torch.equal(arch_normal, held)
         per_step.append(arch_normal)
@@ -424,6 +489,42 @@ def test_variable_network_parameters_counted_by_hand():
     assert net.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_derived_size_from_a_hand_made_keep_mask_is_the_genotypes():
+    """A keep mask holding exactly DARTS-V2's pairs derives a 3.35 M-parameter network at C=36, 20 cells
+    (the DARTS paper's 3.3 M): the size the calibration of ``kl_weight`` aims at is counted right."""
+    from noisydarts.spaces.base import count_params
+    from noisydarts.spaces.darts.supernet import dense_edges, derive_variable
+
+    ops = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+    edges = dense_edges(4)
+    v2 = resolve_genotype("darts_v2")
+    masks = []
+    for pairs in (v2.normal, v2.reduce):
+        mask = torch.zeros(len(edges), len(ops), dtype=torch.bool)
+        for n, (op, source) in enumerate(pairs):
+            mask[edges.index((2 + n // 2, source)), ops.index(op)] = True
+        masks.append(select_architecture(mask, mask.any(1), mask.float(), mask.any(1).float(), [t for t, _ in edges]))
+    assert int(masks[0].sum()) == int(masks[1].sum()) == 8  # nothing added by the fallbacks
+    derived = derive_variable(masks[0], masks[1], ops, edges)
+    params = count_params(create_model(derived, "cifar10", channels=36, layers=20))
+    assert params == pytest.approx(count_params(create_model(v2, "cifar10", channels=36, layers=20)), abs=1e-9)
+    assert params == pytest.approx(3.349342, abs=1e-6)
+
+
+def test_the_kl_weight_default_is_one_and_null_divides_by_the_search_val_examples():
+    cfg = noisydarts.resolve_config("si-vdnas-cifar10")
+    assert cfg["vdnas"]["kl_weight"] == 1.0 and cfg["vdnas"]["granularity"] == "cell"
+    [reg] = VariationalDropoutWeighting.regularizers_from_config(cfg)
+    model = supernet()
+    model.train()
+    model.begin_step()
+    reg.set_search_data(100, 50)
+    assert float(reg(model)) == pytest.approx(float(model.weighting.kl()), rel=1e-6)  # 1.0 * KL
+    [per_example] = VariationalDropoutWeighting.regularizers_from_config(config(kl_weight=None))
+    per_example.set_search_data(100, 50)
+    assert float(per_example(model)) == pytest.approx(float(model.weighting.kl()) / 50, rel=1e-6)
+
+
 # --- end to end ------------------------------------------------------------------------------------------
 
 def test_si_vdnas_search_in_the_darts_space_through_train_info_evaluate_export(tmp_path):
@@ -482,4 +583,5 @@ def test_presets_resolve_with_the_papers_schedule():
             (epochs, data, 64, 15, 0.5)
         assert cfg["edge"]["weighting"] == "si_vdnas" and "none" not in cfg["space"]["ops"] and len(cfg["space"]["ops"]) == 7
         assert (cfg["space"]["channels"], cfg["space"]["layers"], cfg["noise"]["enabled"]) == (16, 8, False)
-        assert cfg["vdnas"]["anneal"] == 0.95 and cfg["vdnas"]["init_p"] == 0.1
+        assert cfg["vdnas"]["anneal"] == 0.95 and cfg["vdnas"]["init_p"] == 0.01
+        assert (cfg["vdnas"]["granularity"], cfg["vdnas"]["kl_weight"], cfg["train"]["drop_path_prob"]) == ("cell", 1.0, 0.3)

@@ -10,11 +10,19 @@ and every op ``o`` on it gets a dropout variance, and a node is (Eq. 12-13)::
   builds on PC-DARTS edge normalization, Sec. 3.3; it does not say whether they pass through a
   softmax), or used as they are with ``parametrization: raw``.
 * ``xi_o = Phi_o (1 + sqrt(delta_o) eps_o)`` and ``zeta_e = Phi_e (1 + sqrt(sigma_e) eps_e)``: the
-  Gaussian dropout noise by the additive reparameterization (Sec. 2.2), ``eps ~ N(0, 1)``; one
-  ``eps`` per sample per (edge, op) (``granularity: sample``, the weights become
-  ``[edges, ops, B, 1, 1, 1]``) or one per forward (``batch``). The variances are kept positive
-  as ``log_delta_<kind>`` and ``log_sigma_<kind>``, starting at dropout rate ``init_p`` (0.1):
-  ``delta = p / (1 - p)``.
+  Gaussian dropout noise by the additive reparameterization (Sec. 2.2), ``eps ~ N(0, 1)``: one
+  ``eps`` per sample per (edge, op), drawn anew for every cell (``granularity: cell``; the weights
+  are ``[edges, ops, B, 1, 1, 1]`` and the supernet asks for them once per cell, ``per_cell``), the
+  same in every cell (``sample``), or one per forward (``batch``). ``cell`` is Gaussian dropout as
+  Sec. 2.2 defines it, noise on each layer's input per example (``xi in R^{M x I}``), i.e. the local
+  reparameterization of Kingma et al. (2015): every cell is a layer of its own whose mixing gets
+  independent per-example noise, which keeps the gradient's variance falling with the batch size.
+  One draw for all cells instead multiplies a sample's activations by the same factors in every
+  cell, ``(1 + sqrt(delta) eps)^cells``, and the supernet hardly trains (docs/results/2026-12-07-
+  si-vdnas-as-published.md). The variances are kept positive
+  as ``log_delta_<kind>`` and ``log_sigma_<kind>``, starting at dropout rate ``init_p`` (0.01,
+  not given: a near-deterministic start as in variational-dropout practice; at 0.1 the noise on
+  every op and edge, relative std ~0.47, keeps the supernets from training): ``delta = p / (1 - p)``.
 * ``Phi_o ~ Bern(1 / (1 + delta_o))`` and ``Phi_e ~ Bern(1 / (1 + sigma_e))`` (Alg. 1 line 3, K = N = 1):
   sampled once per search iteration (:meth:`begin_step`) from a generator of their own and held
   for that iteration's architecture and weight steps; ``eps`` is fresh on every forward (from the
@@ -27,8 +35,13 @@ KL (Eq. 11, 14, 17, 18; with ``eta`` at its optimum Eq. 10 it no longer depends 
     KL = sum_e Phi_e * 1/2 log(1 + (1 - lambda)^2 / sigma_e) + sum_{e,o} Phi_o * 1/2 log(1 + (1 - lambda)^2 / delta_o)
 
 added to the architecture loss (never the weight step's: it has no network weight in it) as
-``KL / N_val`` (Eq. 5 sums the data term over the examples; with a mean cross entropy the KL is
-divided by the number of search-val examples) or ``kl_weight * KL``. ``(1 - lambda)^2`` starts at
+``kl_weight * KL`` next to the mean cross entropy, ``kl_weight`` 1 by default: the KL as Alg. 1 adds
+it, unscaled. Eq. 5 sums the data term over the N examples, which with a mean cross entropy is
+``KL / N_val`` (``kl_weight: null``); but under Adam (lr 3e-4, 35 x 391 architecture steps) that KL
+is far below the data gradient's noise, the keep probabilities stay near 0.9 and the final sample
+keeps ~80 of 98 pairs per cell (16.6 M parameters at C=36, 20 cells; the paper's is 3.6 M). The
+paper's size needs keep probabilities of about 0.3-0.4, which Adam reaches only when the KL
+dominates the step (any weight above ~1e-2 does; 1 is the unscaled reading). ``(1 - lambda)^2`` starts at
 1 (the ARD prior) and is multiplied by ``anneal`` (0.95) every epoch (``anneal_every: epoch``) or
 every iteration as Alg. 1 prints it (``step``).
 
@@ -61,15 +74,20 @@ from .regularizers import Regularizer
 DEFAULTS = {
     "variant": "si",             # si (SI-VDNAS) | h (H-VDNAS: no Bernoulli, lambda = 0) | v (V-VDNAS: also no edge terms)
     "parametrization": "softmax",  # softmax (w over an edge's ops, phi over a node's edges) | raw
-    "granularity": "sample",     # sample: one Gaussian eps per sample per (edge, op) | batch: one per forward
-    "init_p": 0.1,               # initial dropout rate p of every op and edge: delta = p / (1 - p)
+    "granularity": "cell",       # cell: one Gaussian eps per sample per (edge, op) per cell | sample: the same in every cell | batch: one per forward
+    "init_p": 0.01,              # initial dropout rate p of every op and edge: delta = p / (1 - p)
     "anneal": 0.95,              # (1 - lambda)^2 <- anneal * (1 - lambda)^2
     "anneal_every": "epoch",     # epoch | step (Alg. 1 as printed)
-    "kl_weight": None,           # null: 1 / (search-val examples); a number: that weight on the KL
+    "kl_weight": 1.0,            # the KL's weight next to the mean CE (calibrated: see below); null: 1 / (search-val examples)
     "derivation": "auto",        # auto (sample for si, deterministic for h and v) | sample | deterministic
 }
 
+#: Defaults of earlier releases: the config.yaml of a run of another method holds every key, at the
+#: default of its day, so these values are not refused as "set" (they configure nothing there).
+EARLIER_DEFAULTS = {"granularity": ("sample",), "init_p": (0.1,), "kl_weight": (None,)}
+
 VARIANTS = ("si", "h", "v")
+GRANULARITIES = ("cell", "sample", "batch")
 DERIVATIONS = ("sample", "deterministic")
 
 
@@ -143,8 +161,11 @@ def select_architecture(op_keep: torch.Tensor, edge_keep: torch.Tensor | None, o
 class VariationalDropoutWeighting(Weighting):
     """SI-VDNAS and its H-/V-VDNAS ablations as a weighting (see the module docstring)."""
 
+    stochastic = True  # a fresh sample on every training forward
+    derivation_keys = ("vdnas.derivation",)
+
     def __init__(self, arch: nn.ParameterDict, kinds, edge_targets, *, variant: str = "si",
-                 parametrization: str = "softmax", granularity: str = "sample", init_p: float = 0.1,
+                 parametrization: str = "softmax", granularity: str = "cell", init_p: float = 0.01,
                  anneal: float = 0.95, anneal_every: str = "epoch", derivation: str = "auto",
                  seed: int | None = None):
         super().__init__()
@@ -156,7 +177,8 @@ class VariationalDropoutWeighting(Weighting):
         self.variant, self.parametrization = variant, parametrization
         self.semi_implicit = variant == "si"   # Bernoulli masks and the annealed prior
         self.hierarchical = variant != "v"     # edge weights and edge dropout
-        self.per_sample = granularity == "sample"
+        self.per_sample = granularity in ("cell", "sample")
+        self.per_cell = granularity == "cell"  # the supernet draws the weights once per cell
         self.normalized = parametrization == "softmax"  # raw weights have no row total to keep
         self.anneal, self.anneal_every = float(anneal), anneal_every
         if derivation == "auto":
@@ -208,7 +230,7 @@ class VariationalDropoutWeighting(Weighting):
         checks = [
             (v["variant"] in VARIANTS, f"vdnas.variant must be one of {', '.join(VARIANTS)} (SI-, H-, V-VDNAS), got {v['variant']!r}"),
             (v["parametrization"] in ("softmax", "raw"), f"vdnas.parametrization must be softmax or raw, got {v['parametrization']!r}"),
-            (v["granularity"] in ("sample", "batch"), f"vdnas.granularity must be sample or batch, got {v['granularity']!r}"),
+            (v["granularity"] in GRANULARITIES, f"vdnas.granularity must be one of {', '.join(GRANULARITIES)}, got {v['granularity']!r}"),
             (0.0 < v["init_p"] < 1.0, f"vdnas.init_p is a dropout rate in (0, 1), got {v['init_p']}"),
             (0.0 < v["anneal"] <= 1.0, f"vdnas.anneal must be in (0, 1] (the paper: 0.95), got {v['anneal']}"),
             (v["anneal_every"] in ("epoch", "step"), f"vdnas.anneal_every must be epoch or step, got {v['anneal_every']!r}"),
@@ -367,7 +389,8 @@ class VariationalDropoutWeighting(Weighting):
 
     def extra_repr(self) -> str:
         return (f"variant={self.variant}, parametrization={self.parametrization}, "
-                f"granularity={'sample' if self.per_sample else 'batch'}, anneal={self.anneal} per {self.anneal_every}, "
+                f"granularity={'cell' if self.per_cell else 'sample' if self.per_sample else 'batch'}, "
+                f"anneal={self.anneal} per {self.anneal_every}, "
                 f"derivation={self.derivation}")
 
 
@@ -378,7 +401,7 @@ def validate_section(cfg: dict) -> None:
     if cfg["edge"]["weighting"] == "si_vdnas":
         VariationalDropoutWeighting.validate(cfg)
         return
-    changed = [k for k, v in cfg["vdnas"].items() if v != DEFAULTS[k]]
+    changed = [k for k, v in cfg["vdnas"].items() if v != DEFAULTS[k] and v not in EARLIER_DEFAULTS.get(k, ())]
     if changed:
         key = changed[0]
         raise UserError(f"vdnas.{key}={cfg['vdnas'][key]} is set, but edge.weighting is {cfg['edge']['weighting']} "
@@ -391,9 +414,9 @@ config.SEARCH.register("vdnas", DEFAULTS, validate=validate_section, nullable={"
 # --- the KL as an architecture-loss regularizer --------------------------------------------------
 
 class SIVDNASKL(Regularizer):
-    """SI-VDNAS' KL (Eq. 14) in the architecture loss: ``KL / N_val`` (``kl_weight`` None: Eq. 5
-    sums the data term over the search-val examples, the cross entropy here is a mean) or
-    ``kl_weight * KL``. The supernet's weighting must be a :class:`VariationalDropoutWeighting`
+    """SI-VDNAS' KL (Eq. 14) in the architecture loss: ``kl_weight * KL`` (1 by default, see the
+    module docstring) or ``KL / N_val`` (``kl_weight`` None: Eq. 5 sums the data term over the
+    search-val examples, the cross entropy here is a mean). The supernet's weighting must be a :class:`VariationalDropoutWeighting`
     (its :meth:`~VariationalDropoutWeighting.kl` holds the masks and the annealed prior)."""
 
     def __init__(self, kl_weight: float | None = None):

@@ -212,6 +212,9 @@ class Weighting(nn.Module):
     """
 
     per_sample: bool = False
+    #: whether the supernet asks for the weights anew for every cell in training mode (independent
+    #: noise per cell: SI-VDNAS' ``granularity: cell``); otherwise once per forward
+    per_cell: bool = False
     #: whether the weights are drawn anew on every forward in training mode (SI-VDNAS' dropout
     #: noise, DrNAS' Dirichlet samples): there is no fixed weight to perturb (SDARTS refuses them)
     stochastic: bool = False

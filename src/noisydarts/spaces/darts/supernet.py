@@ -157,6 +157,8 @@ class DartsSupernet(Supernet):
         aux = None
         checkpoint = self.checkpoint and torch.is_grad_enabled()
         for i, cell in enumerate(self.cells):
+            if i and self.training and self.weighting.per_cell:  # an independent draw for every cell
+                weights = self.mixing_weights(x.shape[0])
             s0, s1 = s1, cell(s0, s1, *self._cell_weights(weights, i, cell), checkpoint=checkpoint)
             if self.aux_head is not None and self.training and i == 2 * len(self.cells) // 3:
                 aux = self.aux_head(s1)

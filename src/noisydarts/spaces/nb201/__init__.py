@@ -132,6 +132,14 @@ class NB201Supernet(Supernet, _Skeleton):
         else:
             def run_edge(edge, s, k):
                 return edge(s, rows[k], scales[k])
+        if self.training and self.weighting.per_cell:  # an independent draw for every cell
+            def forward_cell(cell, h):
+                nonlocal rows, scales  # run_edge reads them
+                op_weights, edge_weights = self.mixing_weights(x.shape[0])["cell"]
+                rows = op_weights.unbind(0)
+                scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
+                return _cell_forward(cell, h, run_edge)
+            return self._run(x, forward_cell)
         return self._run(x, lambda cell, h: _cell_forward(cell, h, run_edge))
 
     def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
