@@ -22,4 +22,4 @@ import numpy, torch, torchvision
 print(f"floor check: torch {torch.__version__}, torchvision {torchvision.__version__}, numpy {numpy.__version__}")
 assert torch.from_numpy(numpy.arange(3.0)).sum().item() == 3.0  # "Numpy is not available" otherwise
 PY
-"$venv/bin/python" -m pytest -q
+"$venv/bin/python" -m pytest -q -n auto --dist loadscope

@@ -67,7 +67,7 @@ def test_quick_start_is_two_commands():
                 if line.strip() and not line.lstrip().startswith("#")]
     assert len(commands) == 2, f"the Quick start has {len(commands)} commands, not 2: {commands}"
     assert 'pip install ".[test]" && noisydarts search' in commands[0]
-    assert 'pip install -e ".[test]" && python -m pytest -q' in commands[1]  # CI runs the README's test command
+    assert 'pip install -e ".[test]" && python -m pytest -q -n auto --dist loadscope' in commands[1]  # CI runs it
 
 
 @pytest.mark.parametrize("path", doc_files(), ids=rel)
