@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -41,19 +42,28 @@ needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
 def ddp(tmp_path_factory):
     """Every scenario of tests/ddp_worker.py under torchrun with two CPU processes."""
     out = tmp_path_factory.mktemp("ddp")
-    # One launch for all (each launch costs two torch imports): the Hessian monitor's scenarios run
-    # with distributed.timeout_min 1.0, so a hang there fails within about a minute.
+    # One launch for all (each launch costs two torch imports).
     torchrun(out, "search", "steps", "methods", "train", "hessian", "hessian_measure")
     return out
+
+
+#: What a gloo rank prints when it aborts in C++ (std::terminate), not in our code: seen once in 3
+#: full runs under pytest-xdist with the other worker busy, never in a launch of its own.
+GLOO_ABORT = "terminate called without an active exception"
 
 
 def torchrun(out: Path, *scenarios: str, timeout: float = 600) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, str(Path(__file__).parent)]), OMP_NUM_THREADS="1")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(Path(__file__).parent / "ddp_worker.py"), str(out), *scenarios],
-                       capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(Path(__file__).parent / "ddp_worker.py"), str(out), *scenarios]
+    r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    if r.returncode != 0 and GLOO_ABORT in r.stderr:  # once more, said aloud; a second abort fails
+        warnings.warn(f"torchrun: a rank aborted inside gloo ({GLOO_ABORT!r}); launching once more")
+        shutil.rmtree(out)  # the runs of the first launch would block the second's
+        out.mkdir()
+        r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
 
 
