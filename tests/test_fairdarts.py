@@ -14,7 +14,8 @@ import noisydarts
 from noisydarts.benchmark.nb201 import NB201Arch
 from noisydarts.errors import UserError
 from noisydarts.methods.estimators import StepContext, build_estimator
-from noisydarts.methods.fairdarts import SigmoidWeighting, ZeroOneLoss, threshold_masks, zero_one_loss
+from noisydarts.methods.fairdarts import SigmoidWeighting, threshold_masks
+from noisydarts.methods.zero_one import ZeroOneLoss, zero_one_loss
 from noisydarts.methods.weightings import WEIGHTINGS
 from noisydarts.search import cross_entropy, search
 from noisydarts.spaces import get_space

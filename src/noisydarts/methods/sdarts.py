@@ -184,11 +184,6 @@ class AdversarialPerturbation(SDARTSPerturbation):
             model.train(was_training)
 
 
-def stochastic_weighting(cls) -> bool:
-    """Whether a weighting class samples its weights (``Weighting.stochastic``)."""
-    return bool(cls.stochastic)
-
-
 def validate(cfg: dict) -> None:
     p, kinds = cfg["perturb"], tuple(WEIGHT_PERTURBATIONS)
     config.check_choice("perturb.kind", p["kind"], kinds)
@@ -209,7 +204,7 @@ def validate(cfg: dict) -> None:
 def check_weighting(cfg: dict) -> None:
     """A stochastic weighting has no fixed ``A`` to perturb: refused in one line."""
     kind, name = cfg["perturb"]["kind"], cfg["edge"]["weighting"]
-    if kind != "none" and name in WEIGHTINGS and stochastic_weighting(WEIGHTINGS[name]):
+    if kind != "none" and name in WEIGHTINGS and WEIGHTINGS[name].stochastic:
         raise UserError(f"perturb.kind={kind} (SDARTS) cannot perturb edge.weighting={name}: it samples its own op "
                         f"weights every forward, there is no fixed A to perturb; set perturb.kind=none or "
                         f"edge.weighting=softmax")

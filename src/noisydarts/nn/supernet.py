@@ -115,13 +115,14 @@ class Supernet(nn.Module):
                 total = term if total is None else total + term
         return total
 
-    def mixing_weights(self, batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        """Per cell type, ``(op weights, edge weights)`` for a forward on ``batch_size`` samples.
-        Op weights are ``[edges, ops]``, or ``[edges, ops, B, 1, 1, 1]`` from a per-sample
-        weighting in training mode (rows broadcast against the ``[B, C, H, W]`` op outputs);
-        edge weights are ``[edges]`` (PC-DARTS edge normalization) or None."""
+    def mixing_weights(self, batch_size: int, kinds=None) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per cell type (``kinds``; None: every one), ``(op weights, edge weights)`` for a forward on
+        ``batch_size`` samples. Op weights are ``[edges, ops]``, or ``[edges, ops, B, 1, 1, 1]`` from a
+        per-sample weighting in training mode (rows broadcast against the ``[B, C, H, W]`` op outputs);
+        edge weights are ``[edges]`` (PC-DARTS edge normalization) or None. A weighting with
+        ``per_cell`` is asked once per cell, for that cell's type alone."""
         out = {}
-        for kind in self.kinds:
+        for kind in self.kinds if kinds is None else kinds:
             w = self.weighting(kind, batch_size) if self.weighting.per_sample else self.weighting(kind)
             if w.dim() > 2 and torch.is_autocast_enabled(w.device.type):
                 # A [B, 1, 1, 1] float32 factor would promote bf16 op outputs to float32.

@@ -101,8 +101,8 @@ class DeepSupernet(DartsSupernet):
         self.kinds = tuple(f"cell{i}" for i in range(layers))  # before the base creates alpha per kind
         super().__init__(num_classes, channels, layers, **kwargs)
 
-    def _cell_weights(self, weights: dict, index: int, cell):
-        return weights[f"cell{index}"]
+    def _cell_kind(self, index: int, cell) -> str:
+        return f"cell{index}"
 
     def epoch_metrics(self) -> dict:
         # S2's derivation is always its own (two edges per node), so there is no other genotype to log.

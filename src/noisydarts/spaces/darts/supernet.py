@@ -152,21 +152,22 @@ class DartsSupernet(Supernet):
 
     def _forward(self, x: torch.Tensor):
         """``(logits, aux_logits or None)``; the auxiliary head runs only in training mode."""
-        weights = self.mixing_weights(x.shape[0])
+        per_cell = self.training and self.weighting.per_cell  # an independent draw for every cell
+        weights = None if per_cell else self.mixing_weights(x.shape[0])
         s0 = s1 = self.stem(x)
         aux = None
         checkpoint = self.checkpoint and torch.is_grad_enabled()
         for i, cell in enumerate(self.cells):
-            if i and self.training and self.weighting.per_cell:  # an independent draw for every cell
-                weights = self.mixing_weights(x.shape[0])
-            s0, s1 = s1, cell(s0, s1, *self._cell_weights(weights, i, cell), checkpoint=checkpoint)
+            kind = self._cell_kind(i, cell)
+            cell_weights = self.mixing_weights(x.shape[0], (kind,))[kind] if per_cell else weights[kind]
+            s0, s1 = s1, cell(s0, s1, *cell_weights, checkpoint=checkpoint)
             if self.aux_head is not None and self.training and i == 2 * len(self.cells) // 3:
                 aux = self.aux_head(s1)
         return self.classifier(self.dropout(self.pool(s1).flatten(1))), aux
 
-    def _cell_weights(self, weights: dict, index: int, cell):
-        """The entry of ``weights`` (a dict by cell type) that cell ``index`` uses."""
-        return weights["reduce" if cell.reduction else "normal"]
+    def _cell_kind(self, index: int, cell) -> str:
+        """The cell type (a key of ``self.arch``'s ``alpha_<kind>``) whose weights cell ``index`` uses."""
+        return "reduce" if cell.reduction else "normal"
 
     def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
         """Every cell type has the same edges: nodes 0, 1 are the cell inputs c_{k-2}, c_{k-1}."""

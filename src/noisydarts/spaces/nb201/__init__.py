@@ -123,24 +123,22 @@ class NB201Supernet(Supernet, _Skeleton):
         self._build(num_classes, channels, cells_per_stage, in_channels, make_cell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        op_weights, edge_weights = self.mixing_weights(x.shape[0])["cell"]
-        rows = op_weights.unbind(0)
-        scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
-        if self.checkpoint and torch.is_grad_enabled():  # mixed edges recomputed in the backward pass
-            def run_edge(edge, s, k):
-                return recompute(edge, edge, s, rows[k], scales[k])
-        else:
-            def run_edge(edge, s, k):
-                return edge(s, rows[k], scales[k])
-        if self.training and self.weighting.per_cell:  # an independent draw for every cell
-            def forward_cell(cell, h):
-                nonlocal rows, scales  # run_edge reads them
-                op_weights, edge_weights = self.mixing_weights(x.shape[0])["cell"]
-                rows = op_weights.unbind(0)
-                scales = edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
-                return _cell_forward(cell, h, run_edge)
-            return self._run(x, forward_cell)
-        return self._run(x, lambda cell, h: _cell_forward(cell, h, run_edge))
+        def draw():  # the rows of the cell's op weights and edge weights (None: no edge weights)
+            op_weights, edge_weights = self.mixing_weights(x.shape[0])["cell"]
+            rows = op_weights.unbind(0)
+            return rows, edge_weights.unbind(0) if edge_weights is not None else [None] * len(rows)
+
+        per_cell = self.training and self.weighting.per_cell  # an independent draw for every cell
+        shared = None if per_cell else draw()
+        recomputed = self.checkpoint and torch.is_grad_enabled()  # mixed edges recomputed in the backward pass
+
+        def forward_cell(cell, h):
+            rows, scales = draw() if per_cell else shared
+            if recomputed:
+                return _cell_forward(cell, h, lambda edge, s, k: recompute(edge, edge, s, rows[k], scales[k]))
+            return _cell_forward(cell, h, lambda edge, s, k: edge(s, rows[k], scales[k]))
+
+        return self._run(x, forward_cell)
 
     def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
         """Node 0 is the cell input, node 3 its output."""
