@@ -82,7 +82,7 @@ def main() -> None:
     print(f"search step: DARTS supernet C=16, 8 cells, batch {args.batch}, noise {args.noise}, {args.estimator}, "
           f"{args.threads} thread(s); {args.steps} interleaved steps each after {args.warmup} warm-up "
           f"({time.strftime('%Y-%m-%d')})")
-    print(f"| tree | s/step (median) | CPU s/step (median) |\n| --- | ---: | ---: |")
+    print("| tree | s/step (median) | CPU s/step (median) |\n| --- | ---: | ---: |")
     for tree, (wall, cpu) in zip(trees, medians):
         print(f"| {tree} | {wall:.3f} | {cpu:.3f} |")
     print(f"| second / first | {medians[1][0] / medians[0][0]:.3f} | {medians[1][1] / medians[0][1]:.3f} |")

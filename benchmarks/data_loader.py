@@ -27,7 +27,6 @@ The machine is shared: timings are indicative.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess

@@ -30,9 +30,10 @@ def tiny_config():
 
 # --- finished runs shared by the hardening tests (never modified: copy one to change it) -----------
 
-TINY_TRAIN = {"epochs": 1, "batch_size": 16, "network": {"channels": 8, "layers": 3}, "lr": 0.01, "selection": "test", "device": "cpu",
+TINY_TRAIN = {"epochs": 1, "batch_size": 16, "network": {"channels": 8, "layers": 3}, "weights": {"lr": 0.01}, "selection": "test", "device": "cpu",
               "data": {"name": "cifar10-mini", "limit": 32, "resolution": 32, "cutout": 0, "crop_padding": 0,
                        "flip": False}}
+TINY_TRAIN["plots"] = False  # tests of the curves and the report switch them on themselves (tests/test_train_curves.py)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +58,18 @@ def train_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("hardening") / "train"
     train("noisydarts_a", resolve_config(copy.deepcopy(TINY_TRAIN)), out=out, progress=False)
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _decoded_image_cache(tmp_path_factory):
+    """The decoded-image cache of image folders (noisydarts.data.cache) in a temporary directory of
+    this session, never in ~/.cache (a test that needs its own sets data.cache_dir)."""
+    import os
+
+    old = os.environ.get("NOISYDARTS_CACHE_DIR")
+    os.environ["NOISYDARTS_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded-cache"))
+    yield
+    if old is None:
+        os.environ.pop("NOISYDARTS_CACHE_DIR", None)
+    else:
+        os.environ["NOISYDARTS_CACHE_DIR"] = old

@@ -203,7 +203,7 @@ def test_a_bom_and_an_empty_file_are_fine(tmp_path):
     (["search", "--set", "edge.weighting=edgenorm"], "did you mean 'edge_norm'?"),
     (["search", "--set", "amp=of"], "did you mean 'off'?"),
     (["search", "--preset", "quick", "--set", "space.ops=[sep_conv3x3,skip_connect]"], "did you mean 'sep_conv_3x3'?"),
-    (["train", "noisydarts_a", "--set", "lr_shedule=linear"], "did you mean 'lr_schedule'?"),
+    (["train", "noisydarts_a", "--set", "lr_shedule=linear"], "did you mean 'weights.lr_schedule'?"),
     (["train", "noisydarts_a", "--set", "data.cutot=0"], "did you mean 'data.cutout'?"),
     (["presets", "nb201-quik"], "did you mean 'nb201-quick'?"),
     (["export", "nowhere", "--format", "onx"], None),

@@ -5,7 +5,6 @@ import torch
 
 from noisydarts.spaces import get_space
 
-from noisydarts.methods.weightings import EdgeNormWeighting
 from noisydarts.nn.mixed import MixedEdge
 from noisydarts.methods.noise import SkipNoise
 from noisydarts.nn.ops import DARTS_OPS, NOISYDARTS_OPS

@@ -314,7 +314,6 @@ def test_image_folder_default_resolution_and_wrapper_dir(tmp_path):
     ("missing", "does not exist"),
     ("file", "not a directory"),
     ("no_train", "no train/"),
-    ("no_test", "no test/"),
     ("empty", "no images"),
     ("one_class", "at least 2"),
     ("mismatch", "differ between train/ and test/"),

@@ -122,8 +122,8 @@ def test_resume_under_torchrun_is_exact_and_rank_0_alone_wrote_the_runs(ddp):
                for run in ("full", "part")]
     assert [m["epoch"] for m in metrics[0]] == [1, 2]  # one writer: one line per epoch
     assert metrics[0][1]["alpha"] == metrics[1][1]["alpha"] and metrics[0][1]["val_loss"] == metrics[1][1]["val_loss"]
-    assert sorted(p.name for p in (ddp / "full").iterdir()) == ["checkpoint.pt", "config.yaml", "genotype.json",
-                                                                 "metrics.jsonl"]
+    assert sorted(p.name for p in (ddp / "full").iterdir()) == ["checkpoint.pt", "config.yaml", "data.json",
+                                                                 "genotype.json", "metrics.jsonl"]
     assert load(ddp, "search_full", 0)["genotype"] == load(ddp, "search_resumed", 0)["genotype"]
 
 

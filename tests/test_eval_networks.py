@@ -124,3 +124,18 @@ def test_cli_info_json(capsys):
     assert out["params_m"] == pytest.approx(3.098, abs=1e-3)
     assert main(["info", "nonsense"]) == 2
     assert "zoo name" in capsys.readouterr().err
+
+
+def test_darts_auxiliary_head_works_at_the_resolution_a_search_hands_on():
+    """A search on a folder at 16 or 96 px hands its resolution to training: the CIFAR auxiliary
+    head pools its maps to DARTS' 2x2 at any size, and is DARTS' 5x5/3 window at 32 px."""
+    import noisydarts
+    from noisydarts.spaces.darts.network import AuxiliaryHeadCIFAR
+
+    net = noisydarts.create_model("noisydarts_a", channels=8, layers=5).train()
+    for r in (16, 64, 96):
+        logits, aux = net(torch.randn(2, 3, r, r))
+        assert logits.shape == aux.shape == (2, 10)
+    head = AuxiliaryHeadCIFAR(8, 10).eval()
+    x = torch.randn(2, 8, 8, 8)
+    torch.testing.assert_close(head(x), head.classifier(head.features(x).flatten(1)))

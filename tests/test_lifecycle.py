@@ -187,7 +187,7 @@ def test_resume_says_what_is_missing_and_never_removes_a_run(tmp_path):
             pass
     runs.atomic_write_text(tmp_path / "config.yaml", yaml.safe_dump(CFG))
     assert not RunLifecycle.resumable(tmp_path)
-    with pytest.raises(UserError, match="no checkpoint.pt there .it stopped before its first epoch ended"):
+    with pytest.raises(UserError, match="no checkpoint.pt there .it stopped before its first checkpoint: start it again with the same command"):
         with RunLifecycle.resume("search", tmp_path, _resolve):
             pass
     _checkpointed(tmp_path, 1, [1])

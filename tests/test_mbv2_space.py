@@ -163,15 +163,15 @@ def test_search_config_checks():
 # --- genotype ---------------------------------------------------------------------------------------
 
 def test_genotype_text_and_json_round_trip(tmp_path):
-    a = zoo.get("noisydarts_A")
+    a = zoo.get("noisydarts_mbv2_a")
     assert str(a).startswith("LayerwiseGenotype(layers=['mb6_k3', 'mb3_k3', 'mb6_k5'")
     assert str(a).endswith("'mb6_k7'], se=0.25, activation='swish')")
-    for g in (a, zoo.get("noisydarts_A_plain"), LayerwiseGenotype(["mb3_k5"] + [SKIP, "mb6_k7"] * 9)):
+    for g in (a, zoo.get("noisydarts_mbv2_a_plain"), LayerwiseGenotype(["mb3_k5"] + [SKIP, "mb6_k7"] * 9)):
         assert LayerwiseGenotype.parse(str(g)) == g == parse_genotype(str(g))
         assert SPACE.from_json(json.loads(json.dumps(SPACE.to_json(g)))) == g
         (tmp_path / "genotype.json").write_text(json.dumps(genotype_payload(g)))
         assert resolve_genotype(tmp_path) == g
-    assert "se=" not in str(zoo.get("noisydarts_A_plain"))
+    assert "se=" not in str(zoo.get("noisydarts_mbv2_a_plain"))
     assert SPACE.from_json(["mb3_k3"] * 19) == LayerwiseGenotype(["mb3_k3"] * 19)
     for text, message in [("LayerwiseGenotype(layers=['mb3_k3'])", "has 19 layers"),
                           ("LayerwiseGenotype(layers=['mb9_k3'] * 19)", "not a literal"),
@@ -205,8 +205,8 @@ def noisydarts_a_params_by_hand(se: float, num_classes: int = 1000) -> int:
 
 
 def test_noisydarts_a_parameters_counted_by_hand():
-    with_se = create_model("noisydarts_A", "imagenet")
-    plain = create_model("noisydarts_A_plain", "imagenet")
+    with_se = create_model("noisydarts_mbv2_a", "imagenet")
+    plain = create_model("noisydarts_mbv2_a_plain", "imagenet")
     assert sum(p.numel() for p in with_se.parameters()) == noisydarts_a_params_by_hand(0.25) == 5_547_124
     assert sum(p.numel() for p in plain.parameters()) == noisydarts_a_params_by_hand(0.0) == 4_882_184
     # the published 5.5 M (SE + Swish) and 4.9 M (without), to the digit they print, and within 2 %
@@ -215,7 +215,7 @@ def test_noisydarts_a_parameters_counted_by_hand():
     assert isinstance(with_se.layers[5].expand[2], nn.SiLU) and isinstance(plain.layers[5].expand[2], nn.ReLU)
     assert isinstance(with_se.stem[2], nn.ReLU)  # stem, DS block and head keep ReLU (act_layer=nn.ReLU)
     # the CIFAR-10 network of the same genotype: 10 classes, the transferred NoisyDARTS-A-t's 4.3 M
-    assert count_params(create_model("noisydarts_A", "cifar10")) == pytest.approx(
+    assert count_params(create_model("noisydarts_mbv2_a", "cifar10")) == pytest.approx(
         noisydarts_a_params_by_hand(0.25, 10) / 1e6) == pytest.approx(4.3, rel=0.01)
 
 
@@ -223,10 +223,10 @@ def test_noisydarts_a_multadds_against_the_published_449m():
     """Conv + linear mult-adds at 224 px: 446.7 M, 0.5 % below the published 449 M. The release
     counts with thop, which also counts global average pooling as one op per input element: the
     SE blocks' pooling (2.33 M) and the head's (0.06 M) close the gap."""
-    size = info("noisydarts_A", "imagenet")
+    size = info("noisydarts_mbv2_a", "imagenet")
     assert size["params_m"] == pytest.approx(5.5471, abs=1e-4)
     assert abs(size["multadds_m"] / 449 - 1) < 0.02
-    net = create_model("noisydarts_A", "imagenet").eval()
+    net = create_model("noisydarts_mbv2_a", "imagenet").eval()
     pooled = []
     hooks = [m.register_forward_hook(lambda m, i, o: pooled.append(i[0][0].numel()))
              for m in net.modules() if type(m).__name__ == "SqueezeExcite" or isinstance(m, nn.AdaptiveAvgPool2d)]
@@ -238,18 +238,18 @@ def test_noisydarts_a_multadds_against_the_published_449m():
 
 
 def test_info_command_sizes_noisydarts_a_at_224(capsys):
-    assert main(["info", "noisydarts_A", "--dataset", "imagenet", "--json"]) == 0
+    assert main(["info", "noisydarts_mbv2_a", "--data", "imagenet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"params_m": 5.5471, "multadds_m": 446.67}
-    assert main(["info", "noisydarts_A_plain", "--dataset", "imagenet", "--json"]) == 0
+    assert main(["info", "noisydarts_mbv2_a_plain", "--data", "imagenet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params_m"] == pytest.approx(4.8822)
 
 
 def test_network_keys_override_the_genotype():
-    a = zoo.get("noisydarts_A")
+    a = zoo.get("noisydarts_mbv2_a")
     plain = SPACE.build_network(a, "imagenet", 1000, {"se": 0, "activation": "relu"})
     assert sum(p.numel() for p in plain.parameters()) == noisydarts_a_params_by_hand(0.0)
     assert isinstance(plain.layers[0].expand[2], nn.ReLU)
-    enhanced = SPACE.build_network(zoo.get("noisydarts_A_plain"), "imagenet", 1000, {"se": 0.25, "activation": "swish"})
+    enhanced = SPACE.build_network(zoo.get("noisydarts_mbv2_a_plain"), "imagenet", 1000, {"se": 0.25, "activation": "swish"})
     assert sum(p.numel() for p in enhanced.parameters()) == noisydarts_a_params_by_hand(0.25)
     for network, message in [({"se": True}, "network.se must be a ratio"), ({"activation": "gelu"}, "network.activation"),
                              ({"dropout": 1.0}, "network.dropout"), ({"stem_stride": 3}, "network.stem_stride"),
@@ -295,18 +295,20 @@ def test_imagenet_search_presets_follow_the_paper(tmp_path):
 
 
 def test_training_recipes():
-    a = zoo.get("noisydarts_A")
+    a = zoo.get("noisydarts_mbv2_a")
     cfg = resolve_config({"family": "imagenet"}, arch=a)
-    assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["nesterov"], cfg["weight_decay"]) == (300, 256, 0.05, True, 4e-5)
-    assert (cfg["label_smoothing"], cfg["drop_path_prob"], cfg["grad_clip"], cfg["data"]["resolution"]) == (0.1, 0.2, None, 224)
+    w = cfg["weights"]
+    assert (cfg["epochs"], cfg["batch_size"], w["lr"], w["nesterov"], w["weight_decay"]) == (300, 256, 0.05, True, 4e-5)
+    assert (cfg["label_smoothing"], cfg["drop_path_prob"], w["grad_clip"], cfg["data"]["resolution"]) == (0.1, 0.2, None, 224)
     assert cfg["network"] == {"width_mult": 1.0, "se": None, "activation": None, "dropout": 0.2, "stem_stride": 2}
     cifar = resolve_config(None, arch=a)
-    assert (cifar["epochs"], cifar["batch_size"], cifar["lr"], cifar["weight_decay"], cifar["drop_path_prob"]) == \
+    assert (cifar["epochs"], cifar["batch_size"], cifar["weights"]["lr"], cifar["weights"]["weight_decay"],
+            cifar["drop_path_prob"]) == \
         (200, 256, 0.05, 0.0, 0.1)
     assert cifar["network"]["dropout"] == 0.1 and cifar["network"]["stem_stride"] == 1
 
 
 def test_end_of_search_summary_names_the_genotype_and_its_imagenet_size():
-    text = SPACE.describe(zoo.get("noisydarts_A_plain"))
-    assert text.splitlines()[0] == f"genotype: {zoo.get('noisydarts_A_plain')}"
+    text = SPACE.describe(zoo.get("noisydarts_mbv2_a_plain"))
+    assert text.splitlines()[0] == f"genotype: {zoo.get('noisydarts_mbv2_a_plain')}"
     assert "0 of the 13 layers" in text and "4.88 M params, 446 M mult-adds" in text

@@ -46,7 +46,7 @@ def test_every_third_party_import_is_declared():
 def test_extras_and_license():
     extras = PROJECT["optional-dependencies"]
     assert {"onnx", "onnxscript"} <= _names(extras["onnx"]) and "tensorboard" in _names(extras["tensorboard"])
-    assert extras["all"] == ["noisydarts[onnx,tensorboard]"]
+    assert extras["all"] == ["noisydarts[onnx,onnxruntime,tensorboard]"] and "onnxruntime" in _names(extras["onnxruntime"])
     assert PROJECT["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
 
 

@@ -33,7 +33,7 @@ def test_one_epoch_lowers_the_training_loss(tiny_config, tmp_path):
 def test_run_directory_contents(tiny_config, tmp_path):
     out = tmp_path / "run"
     result = search(tiny_config, out=out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "genotype.json", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "data.json", "genotype.json", "metrics.jsonl"]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["space"]["channels"] == 4 and cfg["noise"]["lambda"] == 0.2  # fully resolved
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]

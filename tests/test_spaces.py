@@ -109,9 +109,10 @@ def test_nb201_run_directory_sizes_to_the_table_exactly(tmp_path):
 @pytest.mark.parametrize("arch", [GOOD_CELL, ALL_SKIP])
 def test_training_an_nb201_string_builds_the_benchmark_network_with_its_recipe(arch, tmp_path):
     cfg = resolve_config(arch=resolve_genotype(arch))
-    assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["momentum"], cfg["nesterov"], cfg["weight_decay"]) == \
+    w = cfg["weights"]
+    assert (cfg["epochs"], cfg["batch_size"], w["lr"], w["momentum"], w["nesterov"], w["weight_decay"]) == \
         (200, 256, 0.1, 0.9, True, 5e-4)
-    assert (cfg["lr_schedule"], cfg["auxiliary_weight"], cfg["drop_path_prob"], cfg["data"]["cutout"]) == \
+    assert (w["lr_schedule"], cfg["auxiliary_weight"], cfg["drop_path_prob"], cfg["data"]["cutout"]) == \
         ("cosine", 0.0, 0.0, 0)
     assert cfg["network"] == {"channels": 16, "cells_per_stage": 5}
     result = train(arch, {"epochs": 1, "batch_size": 32, "device": "cpu", "data": {"name": "cifar10-mini", "limit": 32}},

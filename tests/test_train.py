@@ -1,6 +1,5 @@
 """Training a found architecture: loss goes down, exact resume, evaluate, export, bad inputs."""
 
-import json
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from noisydarts.train import evaluate, export, load_trained, resolve_config, tra
 # auxiliary head stay on, as in the protocol).
 TINY = {"epochs": 2, "batch_size": 16, "network": {"channels": 8, "layers": 3}, "lr": 0.01, "device": "cpu",
         "data": {"name": "cifar10-mini", "limit": 32, "resolution": 32, "cutout": 0, "crop_padding": 0, "flip": False}}
+TINY["plots"] = False  # the curves and report are tested in tests/test_train_curves.py
 
 
 def _weights(run_dir, name="weights.pt"):
@@ -31,11 +31,13 @@ def full_run(tmp_path_factory):
 
 def test_defaults_are_the_darts_protocol():
     cfg = resolve_config()
-    assert (cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["weight_decay"], cfg["grad_clip"]) == (600, 96, 0.025, 3e-4, 5.0)
+    w = cfg["weights"]
+    assert (cfg["epochs"], cfg["batch_size"], w["lr"], w["weight_decay"], w["grad_clip"]) == (600, 96, 0.025, 3e-4, 5.0)
     assert (cfg["auxiliary_weight"], cfg["drop_path_prob"], cfg["data"]["cutout"]) == (0.4, 0.2, 16)
     assert cfg["network"] == {"channels": 36, "layers": 20, "auxiliary": True} and cfg["selection"] == "none"
     im = resolve_config({"family": "imagenet"})
-    assert (im["epochs"], im["label_smoothing"], im["lr"], im["lr_schedule"], im["weight_decay"]) == \
+    assert (im["epochs"], im["label_smoothing"], im["weights"]["lr"], im["weights"]["lr_schedule"],
+            im["weights"]["weight_decay"]) == \
         (250, 0.1, 0.5, "linear", 3e-5)
     assert im["network"] == {"channels": 48, "layers": 14, "auxiliary": True}
     with pytest.raises(UserError, match="unknown config key 'lr_max'"):

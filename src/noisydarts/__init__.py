@@ -48,11 +48,14 @@ _LAZY = {
     "train": ("train", "train"),
     "evaluate": ("train", "evaluate"),
     "export": ("train", "export"),
+    "load_model": ("train", "load_model"),
+    "predict": ("train", "predict"),
+    "transform": ("train", "transform"),
 }
 
 __all__ = ["ESTIMATORS", "GRADIENT_TRANSFORMS", "SPACES", "WEIGHTINGS", "Diverged", "Genotype", "SearchResult",
-           "TrainResult", "UserError", "create_model", "evaluate", "export", "get_space", "info", "load_genotype",
-           "register_space", "resolve_config", "resolve_genotype", "search", "space_of", "train", "__version__"]
+           "TrainResult", "UserError", "create_model", "evaluate", "export", "get_space", "info", "load_genotype", "load_model", "predict",
+           "register_space", "resolve_config", "resolve_genotype", "search", "space_of", "train", "transform", "__version__"]
 
 #: The flat module paths of earlier releases -> where the module lives now. They keep importing
 #: (the same module object, with a FutureWarning) for one release.

@@ -14,7 +14,7 @@ import shlex
 import sys
 
 from ..errors import UserError
-from .common import _common, _main_process, _Parser, _print_run_config, run_flags
+from .common import _common, _main_process, _Parser, _print_run_config, run_flags, seed_override
 
 from ..config import DEFAULT_PRESET  # noqa: E402  (no torch import: --help stays fast)
 
@@ -36,7 +36,7 @@ def _add_search(sub) -> None:
 def search_config(args) -> dict:
     from ..search import resolve_config
 
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + seed_override(args)
     if args.data:
         overrides.append(f"data.name={args.data}")
     if getattr(args, "no_plots", False):
@@ -51,9 +51,10 @@ def _cmd_search(args) -> int:
     from ..search import search
 
     if args.resume:
-        if args.preset or args.config or args.overrides or args.data or args.out or args.no_plots or args.tensorboard:
-            raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--data/--out"
-                            "/--no-plots/--tensorboard")
+        if args.preset or args.config or args.overrides or args.data or args.out or args.no_plots or args.tensorboard \
+                or args.seed is not None:
+            raise UserError("--resume continues a run with its own config: drop --preset/--config/--set/--seed/--data"
+                            "/--out/--no-plots/--tensorboard")
         if args.print_config:
             return _print_run_config(args.resume, "search")
         result = search(resume=args.resume, progress=not args.no_progress)
@@ -149,10 +150,11 @@ def _cmd_presets(args) -> int:
 # --- plot and report ----------------------------------------------------------------------------
 
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="draw the plots of a search run",
-                       description="Draw alpha evolution, dominant ops, derived cells (and NB201 accuracy) "
-                                   "as PNG and SVG into RUN_DIR/plots/.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a search run directory (finished or interrupted)")
+    p = sub.add_parser("plot", help="draw the plots of a search or training run",
+                       description="Draw the plots of a run as PNG and SVG into RUN_DIR/plots/: of a search run, "
+                                   "alpha evolution, dominant ops, derived cells (and NB201 accuracy); of a training "
+                                   "run, loss, accuracy and learning rate per epoch and the trained cells.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a search or training run directory (finished or interrupted)")
     _common(p)
     p.set_defaults(func=_cmd_plot)
 
@@ -168,11 +170,13 @@ def _cmd_plot(args) -> int:
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write report.md and report.html for one or more runs",
                        description="Write report.md and a self-contained report.html (config, genotype, plots, "
-                                   "metrics); several runs are overlaid in one set of figures.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="search run directories")
+                                   "metrics; for training runs the final and best.pt accuracy); several runs are "
+                                   "overlaid in one set of figures. Search runs and training runs go in separate "
+                                   "reports.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="search run directories, or training run directories")
     p.add_argument("--out", metavar="DIR", help="where to write the report (default: the first RUN_DIR)")
-    p.add_argument("--edge", metavar="[KIND:]INDEX", help="the edge whose weights the overlay shows, e.g. normal:3 "
-                   "(rows of alpha in metrics.jsonl; default: the edge whose weights changed most)")
+    p.add_argument("--edge", metavar="[KIND:]INDEX", help="search runs: the edge whose weights the overlay shows, e.g. "
+                   "normal:3 (rows of alpha in metrics.jsonl; default: the edge whose weights changed most)")
     _common(p)
     p.set_defaults(func=_cmd_report)
 
@@ -193,7 +197,8 @@ def _add_compare(sub) -> None:
                                    "processes, into DIR/<method>-s<seed>; then summary.md/.csv/.json and report.html "
                                    "with overlay plots. The same command again continues an interrupted comparison.")
     p.add_argument("methods", nargs="+", metavar="PRESET_OR_CONFIG", help="presets (see `noisydarts presets`) or YAML files")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    p.add_argument("--seeds", "--seed", dest="seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
+                   help="seeds (default 0 1 2; --seed is the same flag, as search and train call it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value for every run, e.g. --set epochs=20 (repeatable)")
     p.add_argument("--data", metavar="NAME_OR_DIR", help="the dataset of every run (same as --set data.name=...)")
@@ -237,8 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as the CLI prints them: one line, like its errors (``--debug``: Python's format)."""
+    return f"noisydarts: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    python_format = warnings.formatwarning
+    if not args.debug:
+        warnings.formatwarning = one_line_warning
     try:
         return args.func(args) or 0
     except UserError as e:
@@ -260,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{interrupted_message(e)}", file=sys.stderr)
         return 130
     finally:
+        warnings.formatwarning = python_format
         if "torch" in sys.modules:  # a data-parallel run's process group, if any
             from ..runtime.distributed import teardown
 
@@ -274,7 +290,8 @@ def interrupted_message(e: KeyboardInterrupt) -> str:
         return "interrupted" if run_dir is None else "interrupted before the run began (nothing was kept)"
     if (run_dir / "checkpoint.pt").is_file():
         return f"interrupted: continue with `noisydarts {command} --resume {shlex.quote(str(run_dir))}`"
-    return f"interrupted before the first epoch ended: nothing to resume in {run_dir} (start it again)"
+    return (f"interrupted before the first epoch ended: nothing to resume in {run_dir} (start it again with the "
+            f"same command (--out {shlex.quote(str(run_dir))}))")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,34 @@ def run_flags(p: argparse.ArgumentParser, default_out: str) -> None:
                         "train: over the training defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, e.g. --set epochs=10 (repeatable)")
-    p.add_argument("--out", metavar="DIR", help=f"run directory (default {default_out}); never an existing non-empty one")
+    p.add_argument("--seed", type=int, metavar="N", help="the run's seed: every random draw follows from it "
+                   "(the same as --set seed=N; default: the config's)")
+    p.add_argument("--out", metavar="DIR", help=f"run directory (default {default_out}); never an existing non-empty "
+                   "one, except one whose run stopped before its first checkpoint (it is started again)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (YAML) and exit without running (with --resume: the run's)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar or per-epoch lines (the bar is drawn only on a terminal anyway)")
+
+
+def seed_override(args) -> list[str]:
+    """``--seed N`` as the ``--set seed=N`` it stands for (after the other --set pairs); a
+    ``--set seed=M`` with another value is refused, since neither flag can be said to win."""
+    if getattr(args, "seed", None) is None:
+        return []
+    from ..errors import UserError
+
+    for pair in args.overrides:
+        key, _, value = pair.partition("=")
+        if key.strip() == "seed":
+            try:
+                same = int(value.strip()) == args.seed
+            except ValueError:
+                same = False
+            if not same:
+                raise UserError(f"--seed {args.seed} and --set {pair.strip()} disagree: give the seed once")
+    return [f"seed={args.seed}"]
 
 
 def _print_run_config(run_dir, command: str) -> int:

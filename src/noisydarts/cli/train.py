@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .common import _common, run_flags
+from .common import _common, run_flags, seed_override
 from ..errors import ARCH_FORMS as ARCH_HELP
 from ..errors import UserError
 
@@ -20,9 +20,12 @@ def _add_info(sub) -> None:
                        description="Params (M, without the auxiliary head) and mult-adds (M, conv + linear, "
                                    "torch.utils.flop_counter) of the evaluation network of an architecture.")
     p.add_argument("arch", metavar="GENOTYPE", help=ARCH_HELP)
-    p.add_argument("--dataset", default="cifar10", metavar="DATASET",
-                   help="cifar10 (default), cifar100, imagenet or imagenet16-120: the network family, its "
-                        "resolution and the number of classes")
+    p.add_argument("--data", dest="dataset", default=None, metavar="DATASET",
+                   help="cifar10, cifar100, imagenet or imagenet16-120: the network family, its resolution and the "
+                        "number of classes (default: a training run as it was trained; else cifar10, and imagenet "
+                        "for the MobileNetV2 space)")
+    # the flag's old name: search, train and evaluate call it --data
+    p.add_argument("--dataset", dest="dataset", default=None, metavar="DATASET", help="the old name of --data")
     p.add_argument("--json", action="store_true", help="print {\"params_m\": ..., \"multadds_m\": ...}")
     _common(p)
     p.set_defaults(func=_cmd_info)
@@ -34,9 +37,19 @@ def _cmd_info(args) -> int:
     result = info(args.arch, args.dataset)
     if args.json:
         print(json.dumps(result))
+        return 0
+    trained = result.get("trained")
+    if trained is not None:
+        sizes = ", ".join(f"{k} {v}" for k, v in trained["network"].items())
+        where = (f"the trained network: {trained['family']} family ({sizes}), {trained['num_classes']} classes, "
+                 f"{trained['resolution']} px")
     else:
-        print(f"params:    {result['params_m']:.3f} M (without the auxiliary head)")
-        print(f"mult-adds: {result['multadds_m']:.1f} M ({args.dataset}, one image)")
+        from ..models import resolve_genotype
+        from ..spaces import space_of
+
+        where = args.dataset or space_of(resolve_genotype(args.arch)).info_dataset
+    print(f"params:    {result['params_m']:.3f} M (without the auxiliary head)")
+    print(f"mult-adds: {result['multadds_m']:.1f} M ({where}, one image)")
     return 0
 
 
@@ -61,15 +74,16 @@ def _cmd_zoo(args) -> int:
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
-    print(f"{'name':<14}{'params (pub)':>13}{'params':>9}{'mult-adds (pub)':>16}{'mult-adds':>10}{'top-1 (pub)':>13}  search")
+    width = max(len(r["name"]) for r in rows) + 1
+    print(f"{'name':<{width}}{'params (pub)':>13}{'params':>9}{'mult-adds (pub)':>16}{'mult-adds':>10}{'top-1 (pub)':>13}  search")
     for r in rows:
         note = " *" if r["name"] in PARAMS_NOTES else ""
-        print(f"{r['name']:<14}{fmt(r['published_params_m'], '.2f'):>13}{r['params_m']:>9.2f}"
+        print(f"{r['name']:<{width}}{fmt(r['published_params_m'], '.2f'):>13}{r['params_m']:>9.2f}"
               f"{fmt(r['published_multadds_m'], '.0f'):>16}{r['multadds_m']:>10.0f}{fmt(r['published_top1'], '.2f'):>13}"
               f"  {r['search']}{note}")
     print("CIFAR-10 networks of each space's default size (DARTS: C=36, 20 cells); params without auxiliary heads; "
           "mult-adds count conv + linear only (2-4 % below the NoisyDARTS release's counter). "
-          "`noisydarts info NAME --dataset imagenet` sizes the ImageNet networks (noisydarts_A: 5.55 M, 447 M).")
+          "`noisydarts info NAME --data imagenet` sizes the ImageNet networks (noisydarts_mbv2_a: 5.55 M, 447 M).")
     for name, (_, why) in PARAMS_NOTES.items():
         print(f"* {name}: {why}")
     return 0
@@ -85,6 +99,9 @@ def _add_train(sub) -> None:
                                     "training recipe (default cifar)")
     p.add_argument("--data", metavar="NAME_OR_DIR", help="cifar10 (default), cifar100, cifar10-mini or an ImageFolder directory")
     run_flags(p, "runs/<timestamp>-train")
+    p.add_argument("--no-plots", action="store_true", help="no plots/ and report at the end (config key plots)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="log per-epoch scalars to RUN_DIR/tensorboard (config key tensorboard; needs tensorboard)")
     _common(p)
     p.set_defaults(func=_cmd_train)
 
@@ -95,7 +112,8 @@ def _cmd_train(args) -> int:
     from ..train import resolve_config, train
 
     if args.resume:
-        if args.arch or args.overrides or args.data or args.out or args.config or args.family:
+        if (args.arch or args.overrides or args.data or args.out or args.config or args.family or args.seed is not None
+                or args.no_plots or args.tensorboard):
             raise UserError("--resume continues a run with its own architecture and config: give only --resume DIR")
         if args.print_config:
             return _print_run_config(args.resume, "train")
@@ -104,14 +122,17 @@ def _cmd_train(args) -> int:
         base = load_yaml(args.config) if args.config else {}
         if args.family:
             base["family"] = args.family
-        overrides = list(args.overrides) + ([f"data.name={args.data}"] if args.data else [])
+        overrides = list(args.overrides) + seed_override(args) + ([f"data.name={args.data}"] if args.data else [])
+        overrides += (["plots=false"] if args.no_plots else []) + (["tensorboard=true"] if args.tensorboard else [])
         if not args.arch and not args.print_config:
             raise UserError("give the architecture to train (GENOTYPE), or --resume DIR")
         if args.print_config:  # the recipe is the architecture's space's (the DARTS space's without one)
-            from ..models import resolve_genotype
+            if args.arch:  # what train would run: a search run's data and train section included
+                from ..train.api import training_config
 
-            genotype = resolve_genotype(args.arch) if args.arch else None
-            print(dump(resolve_config(base, overrides, arch=genotype)), end="")
+                print(dump(training_config(args.arch, base, overrides)), end="")
+                return 0
+            print(dump(resolve_config(base, overrides, arch=None)), end="")
             return 0
         result = train(args.arch, base, overrides=overrides, out=args.out, progress=not args.no_progress)
     from .common import _main_process
@@ -121,10 +142,16 @@ def _cmd_train(args) -> int:
     best = "" if result.best_acc is None else f" (best.pt: {result.best_acc:.2f} % on the {result.selected_on} split)"
     print(f"test accuracy: {result.test_acc:.2f} %{best}")
     print(f"run directory: {result.run_dir}")
+    import shlex
+
+    run = shlex.quote(str(result.run_dir))
+    if (result.run_dir / "report.html").is_file():
+        print(f"report: {result.run_dir / 'report.html'}")
     if (result.run_dir / "weights.pt").is_file():
-        print(f"next: noisydarts evaluate {result.run_dir}   |   noisydarts export {result.run_dir}")
+        print(f"next: noisydarts predict {run} IMAGE_OR_DIR   |   noisydarts export {run}   |   "
+              f"noisydarts evaluate {run}")
     else:
-        print(f"continue: noisydarts train --resume {result.run_dir}")
+        print(f"continue: noisydarts train --resume {run}")
     return 0
 
 
@@ -142,7 +169,11 @@ def _cmd_evaluate(args) -> int:
     from ..train import evaluate
 
     r = evaluate(args.source, args.data)
-    print(json.dumps(r) if args.json else f"top-1 {r['top1']:.2f} %  top-5 {r['top5']:.2f} %  ({r['images']} test images)")
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    top5 = "top-5 n/a (5 classes or fewer)" if r["top5"] is None else f"top-5 {r['top5']:.2f} %"
+    print(f"top-1 {r['top1']:.2f} %  {top5}  ({r['images']} test images)")
     return 0
 
 
@@ -151,7 +182,8 @@ def _add_export(sub) -> None:
                        description="Write a trained network (eval mode, returns logits) as TorchScript or ONNX.")
     p.add_argument("source", metavar="RUN_DIR|WEIGHTS")
     p.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"])
-    p.add_argument("--out", metavar="FILE", help="output file (default RUN_DIR/model.ts or model.onnx)")
+    p.add_argument("--out", metavar="FILE_OR_DIR", help="output file, or a directory (an existing one or a path ending "
+                                                      "in /) for model.ts / model.onnx (default: beside the weights)")
     _common(p)
     p.set_defaults(func=_cmd_export)
 
@@ -159,8 +191,37 @@ def _add_export(sub) -> None:
 def _cmd_export(args) -> int:
     from ..train import export
 
-    print(f"wrote {export(args.source, args.format, args.out)}")
+    import shlex
+
+    path = export(args.source, args.format, args.out)
+    print(f"wrote {path} (with its class names and preprocessing)")
+    print(f"next: noisydarts predict {shlex.quote(str(path))} IMAGE_OR_DIR")
     return 0
 
 
-COMMANDS = [_add_info, _add_zoo, _add_train, _add_evaluate, _add_export]
+# --- predict ------------------------------------------------------------------------------------
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify images with a trained network",
+                       description="Print the top classes of each image by a trained network: a training run "
+                                   "directory, a weights file, or an export (model.ts; model.onnx with onnxruntime). "
+                                   "Images are decoded and preprocessed as in training (the run records how).")
+    p.add_argument("source", metavar="RUN_OR_EXPORT", help="a training run directory, weights.pt/best.pt, model.ts "
+                                                         "or model.onnx (a TorchScript file is code: only your own)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of images (recursive)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes per image (default 5, at most the number "
+                                                                  "of classes)")
+    p.add_argument("--json", action="store_true", help="print a JSON list: [{image, top: [{class, index, prob}]}]")
+    _common(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args) -> int:
+    from ..train.predict import format_predictions, predict
+
+    results = predict(args.source, args.images, top=args.top)
+    print(json.dumps(results, indent=1) if args.json else format_predictions(results))
+    return 0
+
+
+COMMANDS = [_add_info, _add_zoo, _add_train, _add_evaluate, _add_export, _add_predict]

@@ -16,14 +16,15 @@ it is ignored when the file is read back (``--resume``, or ``--config`` of a new
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from ..errors import UserError, path_kind, read_text, suggest
-from .schema import (AUTO_OR_BOOL, NULLABLE, ON_OFF_WORDS, PROVENANCE, Schema, check, check_choice, merge,
-                     register_keys)
+from .schema import (AUTO_OR_BOOL, NULLABLE, ON_OFF_WORDS, PROVENANCE, Schema, apply_aliases, check, check_choice,
+                     merge, register_keys)
 
 #: What `noisydarts search` and `noisydarts.search()` run when given no configuration.
 DEFAULT_PRESET = "nb201-quick"
@@ -35,9 +36,9 @@ SEARCH = Schema("search")
 _merge = merge
 _check = check
 
-__all__ = ["AUTO_OR_BOOL", "DEFAULT_PRESET", "NULLABLE", "ON_OFF_WORDS", "PROVENANCE", "SEARCH", "Schema", "check",
-           "check_choice", "dump", "load_preset", "load_yaml", "merge", "parse_overrides", "preset_names",
-           "preset_text", "register_keys", "resolve", "suggest"]
+__all__ = ["AUTO_OR_BOOL", "DEFAULT_PRESET", "NULLABLE", "ON_OFF_WORDS", "PROVENANCE", "SEARCH", "Schema",
+           "absolute_data_paths", "apply_aliases", "check", "check_choice", "dump", "load_preset", "load_yaml", "merge",
+           "parse_overrides", "preset_names", "preset_text", "register_keys", "resolve", "suggest"]
 
 
 # --- presets --------------------------------------------------------------------------------
@@ -120,6 +121,21 @@ def resolve(preset: str | None = None, config_file: str | Path | dict | None = N
     config. The search schema is complete once :mod:`noisydarts.search` is imported; use
     :func:`noisydarts.resolve_config`, which makes sure of that."""
     return schema.resolve(layers(preset, config_file, overrides))
+
+
+def absolute_data_paths(data: dict, named_datasets) -> None:
+    """Store the paths of a ``data`` section absolute (in place): ``name`` when it is a directory
+    rather than one of ``named_datasets``, and ``root`` (and ``cache_dir``) when given. A run's
+    config.yaml then means the same from any working directory (``--resume``, ``evaluate``). A
+    bare word that is no such path (a misspelled dataset name) is left for the data package to
+    refuse by name. Symlinks are kept as given (``absolute``, not ``resolve``)."""
+    name = data.get("name")
+    if isinstance(name, str) and name and name not in named_datasets and (
+            Path(name).expanduser().exists() or any(s in name for s in ("/", os.sep, ".", "~"))):
+        data["name"] = str(Path(name).expanduser().absolute())
+    for key in ("root", "cache_dir"):
+        if isinstance(data.get(key), str) and data[key]:
+            data[key] = str(Path(data[key]).expanduser().absolute())
 
 
 def dump(cfg: dict, provenance: dict | None = None) -> str:

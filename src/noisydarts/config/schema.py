@@ -19,6 +19,13 @@ Two kinds of sections:
 Every key must exist in the defaults (a typo is an error that names the closest valid key, never
 silently ignored) and keep its type: the default's type, or for a key that may be null the type
 registered as nullable; list items keep the type of the default's items; floats must be finite.
+
+Renamed keys stay valid: :func:`apply_aliases` moves a layer's old dotted keys to their new names
+before it is merged (a schema's :meth:`Schema.register_alias`; the training config, which is no
+:class:`Schema`, applies its own table), so old presets, YAML files, ``--set`` pairs and old runs'
+config.yaml keep working while ``--print-config`` and config.yaml show the new names. A section
+that belongs to the other kind of config (``network`` in a search) is refused with a line naming
+the key meant (:meth:`Schema.register_foreign`), rather than the generic unknown-key hint.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ class Schema:
         self._owners: dict[str, str] = {}           # path -> the module that registered it
         #: top-level keys in this order first (the rest in registration order): a stable config.yaml
         self.key_order: tuple[str, ...] = ()
+        #: old dotted key -> its name now (:func:`apply_aliases`, applied to every layer)
+        self.aliases: dict[str, str] = {}
+        #: section -> why it is not this config's (a one-line refusal naming the right key)
+        self.foreign: dict[str, Callable[[str, str], str]] = {}
 
     # --- registration ---
     def register(self, path: str, defaults: dict, *, validate: Callable[[dict], None] | None = None,
@@ -82,6 +93,15 @@ class Schema:
                       auto_or_bool=[prefix + k for k in auto_or_bool], on_off=[prefix + k for k in on_off])
         if validate is not None:
             self._validators = [(p, v) for p, v in self._validators if p != key] + [(key, validate)]
+
+    def register_alias(self, old: str, new: str) -> None:
+        """``old`` (a dotted key an earlier version used) is read as ``new`` in every layer."""
+        self.aliases[old] = new
+
+    def register_foreign(self, section: str, why: Callable[[str, str], str]) -> None:
+        """``section`` belongs to another kind of config: a layer that sets ``section.KEY`` is
+        refused with ``why(origin, KEY)`` (one line naming the key this config has instead)."""
+        self.foreign[section] = why
 
     def register_named(self, section: str, registry: dict, *, default: str, owner: str = "") -> None:
         """A section whose ``name`` picks an implementation from ``registry`` (``{name: impl}``; each
@@ -140,6 +160,10 @@ class Schema:
         for origin, layer in layers:
             if not isinstance(layer, dict):
                 raise UserError(f"{origin}: the config must be a mapping of keys to values")
+            for section, why in self.foreign.items():
+                if isinstance(layer.get(section), dict) and layer[section]:
+                    raise UserError(why(origin, str(next(iter(layer[section])))))
+            layer = apply_aliases(layer, self.aliases, origin)
             for section in self._named:
                 named = layer.get(section)
                 if isinstance(named, dict) and "name" in named and named["name"] != cfg[section]["name"]:
@@ -157,6 +181,62 @@ class Schema:
                 impl.validate(cfg)
         for _, check in self._checks:
             check(cfg)
+
+
+# --- old key names ---------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _lookup(layer: dict, path: str):
+    node = layer
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def apply_aliases(layer: dict, aliases: dict[str, str], origin: str) -> dict:
+    """``layer`` with each key of ``aliases`` (an old dotted key) moved to its new name, the
+    input left as it was. Old names stay valid in every layer (a preset, a YAML file, ``--set``,
+    an old run's config.yaml); one layer giving both names different values is refused, since
+    neither can be said to win. A section left empty by the move is dropped."""
+    if not aliases or not isinstance(layer, dict):
+        return layer
+    found = [(old, new) for old, new in aliases.items() if _lookup(layer, old) is not _MISSING]
+    if not found:
+        return layer
+    layer = copy.deepcopy(layer)
+    for old, new in found:
+        value = _lookup(layer, old)
+        *parents, leaf = old.split(".")
+        node = layer
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+        if parents and not node:  # `space: {channels: 36}` moved whole: no empty `space` left behind
+            _drop_empty(layer, parents)
+        given = _lookup(layer, new)
+        if given is not _MISSING and given != value:
+            raise UserError(f"{origin}: {old} (read as {new}) is {value!r} but {new} is {given!r}: give only {new}")
+        node = layer
+        *parents, leaf = new.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"{origin}: {part} is a section; set its keys, e.g. {new}=...")
+        node[leaf] = value
+    return layer
+
+
+def _drop_empty(layer: dict, parents: list[str]) -> None:
+    for depth in range(len(parents), 0, -1):
+        node = layer
+        for part in parents[:depth - 1]:
+            node = node[part]
+        if node[parents[depth - 1]] == {}:
+            del node[parents[depth - 1]]
 
 
 # --- merging and coercion ---------------------------------------------------------------------

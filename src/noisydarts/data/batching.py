@@ -83,6 +83,7 @@ class BatchIterator:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         self.dataset = dataset
         self.indices = torch.as_tensor(indices, dtype=torch.int64).to(dataset.device)
+        dataset.ensure(self.indices)  # a dataset opened with data.limit decodes the images it batches now
         self.batch_size = batch_size
         self.seed = seed
         self.train = train

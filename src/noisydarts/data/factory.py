@@ -25,9 +25,22 @@ Keys of the ``data`` config section that pick and tune the path (:data:`DATA_DEF
 ``color_jitter`` (number)
     the ColorJitter brightness/contrast/saturation strength of imagenet augmentation (0: off).
 
+Keys of an image folder (:mod:`.folder`, :mod:`.cache`):
+
+``val_split`` (null | fraction in (0, 1)), ``split_seed`` (int >= 0)
+    the share of a folder without ``test/`` (or ``val/``) held out as its test split (null: 0.1;
+    refused for a folder with a test split and for a named dataset), drawn with ``split_seed``.
+``resize`` (squash | crop)
+    how an image becomes square at the resolution: resized whole, or its centred square.
+``cache`` (bool), ``cache_dir`` (null | directory)
+    the decoded-image cache (null: ``$NOISYDARTS_CACHE_DIR``, else ``~/.cache/noisydarts/decoded``).
+    With ``limit`` set, :func:`open_dataset` decodes only the images :func:`make_batches` is given.
+
 Normalization: cifar augmentation uses the dataset's own statistics (the CIFAR constants; for a
-folder, its train split's pixels: exact in memory, from 2,000 evenly spaced images when streamed);
-imagenet augmentation uses ImageNet's mean and std.
+folder, its training split's pixels from 2,000 evenly spaced images, in both paths); imagenet
+augmentation uses ImageNet's mean and std.
+
+:func:`describe_data` and :func:`data_summary_line`: what a config reads, for the start line.
 """
 
 from __future__ import annotations
@@ -40,8 +53,8 @@ import torch
 from .. import config
 from ..errors import UserError
 from .batching import BatchIterator
-from .folder import find_folder_root, folder_classes, list_split
-from .memory import DATASETS, ImageDataset, check_folder_name, load_dataset
+from .folder import RESIZES, FolderSplit, folder_split
+from .memory import DATASETS, DEFAULT_ROOT, NON_SQUARE, ImageDataset, _load_torchvision, check_folder_name, load_dataset
 from .streaming import AUGMENTS, ImageFolderSplit, StreamingBatches, stream_image_folder
 
 #: The ``data`` section of a search config (a training config has its own, in noisydarts.train).
@@ -58,13 +71,20 @@ SEARCH_DEFAULTS: dict = {
     "workers": None,         # streaming DataLoader processes (null: one per core, at most 8)
     "augment": "auto",       # auto | cifar (pad-crop, flip, cutout) | imagenet (random-resized crop, flip, jitter)
     "color_jitter": 0.4,     # imagenet augmentation's brightness/contrast/saturation strength
+    "val_split": None,       # share of a folder without test/ (or val/) held out as its test split (null: 0.1)
+    "split_seed": 0,         # seed of the held-out split (not the run's seed: every command holds out the same images)
+    "resize": "squash",      # squash (whole image, aspect ratio not kept) | crop (centred square) to the resolution
+    "cache": True,           # decode a folder once into the decoded-image cache (false: in memory, every run)
+    "cache_dir": None,       # the decoded-image cache (null: $NOISYDARTS_CACHE_DIR, else ~/.cache/noisydarts/decoded)
 }
 #: Keys of a data section (search and training alike) that may be null, with their type.
-NULLABLE = {"root": str, "limit": int, "memory_budget_gb": float, "workers": int}
+NULLABLE = {"root": str, "limit": int, "memory_budget_gb": float, "workers": int, "val_split": float,
+            "cache_dir": str}
 
 
 #: The keys that pick and tune the data path, with their defaults (a config without them gets these).
-DATA_DEFAULTS = {k: SEARCH_DEFAULTS[k] for k in ("in_memory", "memory_budget_gb", "workers", "augment", "color_jitter")}
+DATA_DEFAULTS = {k: SEARCH_DEFAULTS[k] for k in ("in_memory", "memory_budget_gb", "workers", "augment", "color_jitter",
+                                                 "val_split", "split_seed", "resize", "cache", "cache_dir")}
 #: ``augment: auto`` picks imagenet for folders above this resolution (ImageNet 8/16/32/64 are CIFAR-like).
 AUTO_IMAGENET_ABOVE = 64
 MAX_AUTO_WORKERS = 8
@@ -115,6 +135,32 @@ def validate_data_config(data: dict) -> None:
     check(not (in_memory is True and augment_style(data) == "imagenet"),
           "imagenet augmentation crops the full-size images, which the in-memory path does not keep: "
           "set data.in_memory=auto (or false), or data.augment=cifar")
+    val_split = _option(data, "val_split")
+    check(val_split is None or (isinstance(val_split, (int, float)) and not isinstance(val_split, bool)
+                                and 0 < val_split < 1),
+          f"data.val_split must be a fraction between 0 and 1 (e.g. 0.1: hold out 10% of the images as the test "
+          f"split) or null (0.1 for a folder without test/), got {val_split!r}")
+    check(folder or val_split is None,
+          f"data.val_split holds out part of an image folder without a test split; {data['name']} has its own "
+          "test split: remove data.val_split (null)")
+    split_seed = _option(data, "split_seed")
+    check(isinstance(split_seed, int) and not isinstance(split_seed, bool) and split_seed >= 0,
+          f"data.split_seed must be a whole number >= 0, got {split_seed!r}")
+    resize = _option(data, "resize")
+    check(resize in RESIZES, f"data.resize must be squash (the whole image, aspect ratio not kept) or crop "
+          f"(the centred square), got {resize!r}")
+    check(isinstance(_option(data, "cache"), bool),
+          f"data.cache must be true or false (false: decode in memory in every run), got {_option(data, 'cache')!r}")
+    cache_dir = _option(data, "cache_dir")
+    check(cache_dir is None or (isinstance(cache_dir, str) and cache_dir.strip() != ""),
+          f"data.cache_dir must be a directory or null ($NOISYDARTS_CACHE_DIR, else ~/.cache/noisydarts/decoded), "
+          f"got {cache_dir!r}")
+
+
+def folder_options(data: dict) -> dict:
+    """The keyword arguments of :func:`.memory.load_image_folder` a data config sets."""
+    return {"val_split": _option(data, "val_split"), "split_seed": _option(data, "split_seed"),
+            "resize": _option(data, "resize"), "cache": _option(data, "cache"), "cache_dir": _option(data, "cache_dir")}
 
 
 def available_memory() -> int:
@@ -143,15 +189,20 @@ def memory_budget(data: dict, device: torch.device | str | None = None) -> float
     return budget
 
 
-def decoded_bytes(data: dict) -> int:
+def train_split(data: dict) -> FolderSplit:
+    """The training split of the folder ``data`` names (listed, nothing decoded)."""
+    return folder_split(data["name"], "train", _option(data, "val_split"), _option(data, "split_seed"))
+
+
+def decoded_bytes(data: dict, train: FolderSplit | None = None) -> int:
     """Bytes of the training split of a folder decoded as uint8 at ``data.resolution``."""
-    root = find_folder_root(data["name"])
-    files, _ = list_split(str(root), "train", folder_classes(root))
-    return len(files) * 3 * data["resolution"] ** 2
+    part = train if train is not None else train_split(data)
+    return len(part.rows) * 3 * data["resolution"] ** 2
 
 
-def in_memory(data: dict, device: torch.device | str | None = None) -> bool:
-    """Whether this data config takes the in-memory path (see ``in_memory`` above)."""
+def in_memory(data: dict, device: torch.device | str | None = None, *, train: FolderSplit | None = None) -> bool:
+    """Whether this data config takes the in-memory path (see ``in_memory`` above); `train`: the
+    folder's training split if listed already."""
     validate_data_config(data)
     if _is_folder(data["name"]):
         check_folder_name(data["name"])
@@ -162,17 +213,105 @@ def in_memory(data: dict, device: torch.device | str | None = None) -> bool:
         return True
     if augment_style(data) == "imagenet":
         return False
-    return decoded_bytes(data) <= memory_budget(data, device)
+    return decoded_bytes(data, train) <= memory_budget(data, device)
 
 
 def open_dataset(data: dict, split: str, device: torch.device | str | None = None) -> ImageDataset | ImageFolderSplit:
     """One split of the dataset ``data`` describes: an :class:`ImageDataset` already on `device`,
     or an :class:`ImageFolderSplit` whose batches are decoded as they are needed."""
-    if in_memory(data, device):
+    validate_data_config(data)
+    if not _is_folder(data["name"]):  # a named dataset: always in memory
         dataset = load_dataset(data["name"], split, data["resolution"], data.get("root"))
         return dataset.to(device) if device is not None else dataset
+    check_folder_name(data["name"])
+    train = train_split(data)  # listed once: the path's choice, the statistics and the train split need it
+    if in_memory(data, device, train=train):  # with data.limit, only the images a run batches are decoded
+        options = folder_options(data) | {"lazy": data.get("limit") is not None, "train": train}
+        dataset = load_dataset(data["name"], split, data["resolution"], data.get("root"), **options)
+        return dataset.to(device) if device is not None else dataset
     return stream_image_folder(data["name"], split, data["resolution"],
-                               imagenet_stats=augment_style(data) == "imagenet")
+                               imagenet_stats=augment_style(data) == "imagenet", val_split=_option(data, "val_split"),
+                               split_seed=_option(data, "split_seed"), resize=_option(data, "resize"), train=train)
+
+
+def check_dataset(data: dict, splits: tuple[str, ...] = ("train",)) -> None:
+    """That the dataset ``data`` names is there, before a run starts (one line if not): a folder's
+    layout and the listing of `splits` (nothing decoded); ``cifar10``/``cifar100`` read, and
+    downloaded into ``data.root`` once if absent; ``cifar10-mini`` is embedded."""
+    validate_data_config(data)
+    name = data["name"]
+    if _is_folder(name):
+        check_folder_name(name)
+        for split in splits:
+            folder_split(name, split, _option(data, "val_split"), _option(data, "split_seed"))
+    elif name != "cifar10-mini":
+        root = os.path.abspath(os.path.expanduser(str(data.get("root") or DEFAULT_ROOT)))
+        for split in splits:
+            _load_torchvision(name, root, split)
+
+
+#: Classes and images per split of the named datasets (for :func:`describe_data`, without loading them).
+NAMED_SIZES = {"cifar10-mini": (10, 5000, 1000), "cifar10": (10, 50000, 10000), "cifar100": (100, 50000, 10000)}
+
+
+def describe_data(data: dict, splits: tuple[str, ...] = ("train", "test")) -> dict:
+    """What a data config reads, for the start-of-run line and the run's record (lists files,
+    decodes nothing): ``name``, ``root`` (the folder's absolute path, None for a named dataset),
+    ``layout``, ``classes`` (names; a named dataset's count only), ``num_classes``, ``images``
+    per split, ``test_split`` (how the test split was made), ``resolution``, ``resize`` and
+    ``non_square`` (``[not square, decoded]`` as this process has seen them, or None). Pass
+    ``splits=("train",)`` where the test split must not be read (a search).
+    """
+    name, r = data["name"], data["resolution"]
+    if not _is_folder(name):
+        classes, train, test = NAMED_SIZES[name]
+        images = {"train": train, **({"test": test} if "test" in splits else {})}
+        return {"name": name, "root": None, "layout": "dataset", "classes": None, "num_classes": classes,
+                "images": images, "test_split": {"from": "dataset"}, "resolution": r, "resize": "squash",
+                "non_square": None}
+    check_folder_name(name)
+    train = folder_split(name, "train", _option(data, "val_split"), _option(data, "split_seed"))
+    layout = train.layout
+    images = {"train": len(train.rows)}
+    if layout.test is None:
+        how = {"from": "held out", "val_split": train.val_split, "split_seed": train.split_seed, "images": train.held_out}
+        if "test" in splits:
+            images["test"] = train.held_out
+    else:
+        how = {"from": "folder", "folder": str(layout.test)}
+        if "test" in splits:
+            images["test"] = len(folder_split(layout, "test").rows)
+    seen = NON_SQUARE.get((str(train.source), r))
+    return {"name": name, "root": str(layout.root), "layout": layout.kind, "classes": list(layout.classes),
+            "num_classes": len(layout.classes), "images": images, "test_split": how, "resolution": r,
+            "resize": _option(data, "resize"), "non_square": list(seen) if seen else None}
+
+
+def data_summary_line(described: dict) -> str:
+    """One line from :func:`describe_data`, e.g. ``data /abs/pets (class folders): 2 classes, 96
+    images: 86 train, 10 held out (data.val_split 0.1, split seed 0); 32 px``."""
+    d = described
+    where = d["name"] if d["root"] is None else f"{d['root']} ({d['layout']})"
+    images, how = d["images"], d["test_split"]
+    counts = f"{images['train']:,} train"
+    if "test" in images:
+        if how["from"] == "held out":
+            counts += f", {images['test']:,} held out (data.val_split {how['val_split']:g}, split seed {how['split_seed']})"
+        else:
+            counts += f", {images['test']:,} test"
+        counts = f"{sum(images.values()):,} images: {counts}"
+    else:
+        counts += " images"
+        if how["from"] == "held out":
+            counts += f" ({how['images']:,} held out: data.val_split {how['val_split']:g}, split seed {how['split_seed']})"
+    line = f"data {where}: {d['num_classes']} classes, {counts}; {d['resolution']} px"
+    if d["resize"] == "crop":
+        line += " (centred squares)"
+    if d["non_square"] and d["non_square"][0] and d["resize"] == "squash":
+        bad, seen = d["non_square"]
+        line += (f"; {bad:,} of {seen:,} decoded images not square, squashed to {d['resolution']} x "
+                 f"{d['resolution']} (data.resize=crop keeps the aspect ratio)")
+    return line
 
 
 def default_workers() -> int:

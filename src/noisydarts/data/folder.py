@@ -3,7 +3,18 @@
 Both data paths (in memory and streaming) list and decode through this module, so they see the
 same files, the same classes and the same pixels.
 
-Layout: ``DIR/{train,test}/<class>/<images>``; images may be nested deeper inside a class folder.
+**Layouts** (:func:`find_folder_layout`): ``DIR/<class>/`` (class folders alone), ``DIR/train/<class>/``
+alone, or ``DIR/train/`` with ``DIR/test/`` or ``DIR/val/`` (``test/`` when both exist). Images may
+be nested deeper inside a class folder. A folder holding ``train/``, ``test/`` or ``val/`` is never
+read as class folders: those names mark splits.
+
+**The held-out split** (:func:`held_out_rows`, :func:`folder_split`): a folder without a test split
+holds out ``data.val_split`` (null: 0.1) of its pool as the test split, stratified per class by
+largest remainder (so the total is ``val_split * N`` rounded half up), never a class's last image,
+and drawn with ``data.split_seed`` per class (not the run's seed), so search, training and
+evaluation agree on it and a class's draw does not depend on the other classes' images. A folder
+with a test split refuses ``data.val_split`` (one line) rather than ignoring it. The pool is listed
+without reading the test folder.
 
 **File kinds** (decided at listing time, before any image is decoded, unless said otherwise):
 
@@ -44,6 +55,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,20 +66,54 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 SPLITS = ("train", "test")
+#: How an image is made square at the resolution: resized whole (squash) or centre-cropped first.
+RESIZES = ("squash", "crop")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 NAMED_DATASETS = ("cifar10-mini", "cifar10", "cifar100")  # for messages; see memory.DATASETS
 EXIF_ORIENTATION = 0x0112
 
-_HINT = "give a folder with train/ and test/ subfolders that each hold one subfolder per class"
+_HINT = ("give a folder with one subfolder per class (DIR/<class>/...), or DIR/train/<class>/... with an "
+         "optional DIR/test/<class>/... (or DIR/val/<class>/...)")
+#: Subfolder names that mark a split, never a class (``val`` is the test split when there is no ``test``).
+SPLIT_FOLDERS = ("train", "test", "val")
+#: The held-out share of a folder without a test split when ``data.val_split`` is null.
+AUTO_VAL_SPLIT = 0.1
 
 
 # ---------------------------------------------------------------------------------------------
 # Layout
 
 
-def find_folder_root(path: str | os.PathLike) -> Path:
-    """The resolved ImageFolder root: `path`, or its only subfolder holding ``train/`` (like the
-    unpacked ``cifar10-jpeg.tar.gz``, whose root holds ``cifar10/train``)."""
+@dataclass(frozen=True)
+class FolderLayout:
+    """Where an image folder's classes and splits are.
+
+    ``kind``: ``"class folders"`` (``DIR/<class>/``: every image is in the pool), ``"train/"``
+    (``DIR/train/<class>/`` alone), ``"train/ + test/"`` or ``"train/ + val/"``. ``pool`` is the
+    folder whose class subfolders hold the training images (``DIR`` or ``DIR/train``); ``test`` the
+    test split's folder, or None when the test split is held out of the pool (``data.val_split``).
+    """
+
+    root: Path
+    kind: str
+    pool: Path
+    test: Path | None
+    classes: tuple[str, ...]
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+
+
+def find_folder_layout(path: str | os.PathLike) -> FolderLayout:
+    """The layout of the image folder `path` (see :class:`FolderLayout`), checked: at least 2
+    classes, and a test split with the training split's class folders.
+
+    A directory with no ``train/`` but exactly one subfolder that has it (the unpacked
+    ``cifar10-jpeg.tar.gz``, whose root holds ``cifar10/train``) is unwrapped. A folder holding
+    ``train/``, ``test/`` or ``val/`` is split by those folders; only a folder without any of
+    them is read as class folders.
+    """
     root = Path(path).expanduser().absolute()
     if not root.exists():
         raise UserError(f"data directory {root} does not exist: {_HINT}, or a dataset name "
@@ -75,32 +121,139 @@ def find_folder_root(path: str | os.PathLike) -> Path:
     if not root.is_dir():
         raise UserError(f"data path {root} is not a directory: {_HINT}")
     root = root.resolve()
-    if not (root / "train").is_dir():
-        inner = [d for d in root.iterdir() if d.is_dir() and (d / "train").is_dir()]
+    if not any((root / s).is_dir() for s in SPLIT_FOLDERS):
+        inner = [d for d in _subdirs(root) if (d / "train").is_dir()]
         if len(inner) == 1:
             root = inner[0]
-    for split in SPLITS:
-        if not (root / split).is_dir():
-            raise UserError(f"data directory {root} has no {split}/ subfolder: {_HINT}")
-    return root
+    if (root / "train").is_dir():
+        pool = root / "train"
+        test = root / "test" if (root / "test").is_dir() else root / "val" if (root / "val").is_dir() else None
+        kind = f"train/ + {test.name}/" if test is not None else "train/"
+    elif (root / "test").is_dir() or (root / "val").is_dir():
+        split = "test" if (root / "test").is_dir() else "val"
+        raise UserError(f"data directory {root} has a {split}/ subfolder but no train/ subfolder: put the training "
+                        f"images in {root / 'train'}/<class>/, or {_HINT}")
+    else:
+        pool, test, kind = root, None, "class folders"
+    classes = tuple(d.name for d in _subdirs(pool))
+    if test is not None:
+        other = tuple(d.name for d in _subdirs(test))
+        if classes != other:
+            only_train = ", ".join(sorted(set(classes) - set(other))) or "-"
+            only_test = ", ".join(sorted(set(other) - set(classes))) or "-"
+            raise UserError(f"class folders differ between train/ and {test.name}/ in {root} (only in train: "
+                            f"{only_train}; only in {test.name}: {only_test}): give both the same class subfolders")
+    if len(classes) < 2:
+        where = "class subfolder" if kind == "class folders" else "class subfolder of train/"
+        raise UserError(f"{pool} has {len(classes)} {where}(s), need at least 2: put each class's images in its "
+                        f"own subfolder ({_HINT})")
+    return FolderLayout(root, kind, pool, test, classes)
 
 
-def _class_dirs(split_dir: Path) -> list[str]:
-    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+def find_folder_root(path: str | os.PathLike) -> Path:
+    """The resolved root of the image folder `path` (see :func:`find_folder_layout`)."""
+    return find_folder_layout(path).root
 
 
 def folder_classes(root: Path) -> tuple[str, ...]:
-    """Class names: the subfolders of ``train/``, sorted; ``test/`` must have the same (at least 2)."""
-    train, test = _class_dirs(root / "train"), _class_dirs(root / "test")
-    if train != test:
-        only_train = ", ".join(sorted(set(train) - set(test))) or "-"
-        only_test = ", ".join(sorted(set(test) - set(train))) or "-"
-        raise UserError(f"class folders differ between train/ and test/ in {root} (only in train: "
-                        f"{only_train}; only in test: {only_test}): give both the same class subfolders")
-    if len(train) < 2:
-        raise UserError(f"{root / 'train'} has {len(train)} class subfolder(s), need at least 2: "
-                        "put each class's images in its own subfolder")
-    return tuple(train)
+    """Class names of the image folder at `root`: its pool's class subfolders, sorted (at least 2)."""
+    return find_folder_layout(root).classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits: a folder's test split, or one held out of its pool
+
+
+def check_val_split(layout: FolderLayout, val_split: float | None) -> float | None:
+    """The share of the pool held out as the test split: None when the folder has a test split
+    (giving ``data.val_split`` then is refused), else `val_split` or :data:`AUTO_VAL_SPLIT`."""
+    if layout.test is None:
+        return AUTO_VAL_SPLIT if val_split is None else float(val_split)
+    if val_split is not None:
+        raise UserError(f"data.val_split={val_split} holds out part of a folder that has no test split, but "
+                        f"{layout.root} has {layout.test.name}/, its test split: remove data.val_split (null) to test "
+                        f"on {layout.test}, or move {layout.test.name}/ out of the folder to hold out part of train/")
+    return None
+
+
+def held_out_rows(labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
+    """The sorted indices of the images held out of a pool with these labels: ``fraction * N``
+    images in all (rounded half up), stratified (each class gives ``fraction`` of its images, the remainders
+    rounded by largest remainder), and never a class's last image, so every class keeps at least
+    one training image. Which images of a class: a permutation seeded by (`seed`, the class's
+    label), so the choice is independent of the run's seed and of the other classes' images."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    want = fraction * counts
+    take = np.minimum(np.floor(want).astype(np.int64), np.maximum(counts - 1, 0))
+    left = int(math.floor(fraction * len(labels) + 0.5)) - int(take.sum())
+    for c in sorted(range(len(counts)), key=lambda c: (-(want[c] - np.floor(want[c])), c)):
+        if left <= 0:
+            break
+        if take[c] < counts[c] - 1:
+            take[c] += 1
+            left -= 1
+    out = []
+    for c, k in enumerate(take):
+        if k:
+            members = np.flatnonzero(labels == c)
+            out.append(members[np.random.default_rng([int(seed), c]).permutation(len(members))[:k]])
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class FolderSplit:
+    """One split of an image folder: the files of its source folder (the pool or the test
+    folder, what a decoded-image cache entry covers) and which of them the split takes.
+
+    ``rows`` index ``files``; ``files[rows]`` with ``labels[rows]`` is the split, in listing order.
+    ``held_out`` is the number of pool images held out as the test split (0 for a test folder).
+    """
+
+    layout: FolderLayout
+    split: str
+    source: Path
+    files: tuple[str, ...]
+    labels: tuple[int, ...]
+    rows: np.ndarray
+    val_split: float | None
+    split_seed: int
+    held_out: int
+
+    @property
+    def split_files(self) -> list[str]:
+        return [self.files[i] for i in self.rows]
+
+    @property
+    def split_labels(self) -> list[int]:
+        return [self.labels[i] for i in self.rows]
+
+
+def folder_split(path: str | os.PathLike | FolderLayout, split: str, val_split: float | None = None,
+                 split_seed: int = 0) -> FolderSplit:
+    """`split` (``"train"`` or ``"test"``) of an image folder: the test folder, or the images
+    :func:`held_out_rows` holds out of the pool (with `val_split`, `split_seed`); "train" is the
+    rest of the pool. Listing the pool never touches the test folder."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    layout = path if isinstance(path, FolderLayout) else find_folder_layout(path)
+    fraction = check_val_split(layout, val_split)
+    if split == "test" and layout.test is not None:
+        files, labels = list_classes(layout.test, layout.classes, pool=False)
+        return FolderSplit(layout, split, layout.test, files, labels, np.arange(len(files)), None, split_seed, 0)
+    files, labels = list_classes(layout.pool, layout.classes, pool=True)
+    if fraction is None:
+        return FolderSplit(layout, split, layout.pool, files, labels, np.arange(len(files)), None, split_seed, 0)
+    held = held_out_rows(labels, fraction, split_seed)
+    if split == "test":
+        if not len(held):
+            raise UserError(f"{layout.root} has no test split, and data.val_split={fraction} holds out none of its "
+                            f"{len(files)} images (every class keeps at least one training image): add images, "
+                            f"raise data.val_split, or add a test/ folder beside train/")
+        rows = held
+    else:
+        rows = np.setdiff1d(np.arange(len(files)), held)
+    return FolderSplit(layout, split, layout.pool, files, labels, rows, fraction, split_seed, len(held))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,25 +305,32 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     return files
 
 
-@lru_cache(maxsize=8)
-def list_split(root: str, split: str, classes: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The image files of one split of an ImageFolder root and their labels (class order)."""
-    split_dir = Path(root, split)
+def list_classes(directory: str | os.PathLike, classes: Sequence[str], *, pool: bool) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The image files under ``directory/<class>/`` for each of `classes` and their labels (class
+    order). Every class of the training pool (`pool`) needs an image; a test folder may lack some."""
+    directory = Path(directory)
     files, labels = [], []
     for label, cls in enumerate(classes):
-        found = list_images(split_dir / cls)
+        found = list_images(directory / cls)
         files += found
         labels += [label] * len(found)
     if not files:
-        raise UserError(f"{split_dir} has no images (looked for {', '.join(IMAGE_EXTENSIONS)} files in "
-                        "its class subfolders): put the images in train/<class>/ and test/<class>/")
-    if split == "train":
+        raise UserError(f"{directory} has no images (looked for {', '.join(IMAGE_EXTENSIONS)} files in "
+                        f"its class subfolders): put each class's images in {directory}/<class>/")
+    if pool:
         counts = Counter(labels)
         empty = [c for i, c in enumerate(classes) if counts[i] == 0]
         if empty:
-            raise UserError(f"class folder(s) {', '.join(empty)} in {split_dir} have no images: "
-                            "add training images or remove the folder from train/ and test/")
+            raise UserError(f"class folder(s) {', '.join(empty)} in {directory} have no images: "
+                            "add training images or remove the folder (from the test split's folder too)")
     return tuple(files), tuple(labels)
+
+
+@lru_cache(maxsize=8)
+def list_split(root: str, split: str, classes: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The image files of ``root/split`` and their labels (class order); kept for callers of the
+    earlier ``train/`` + ``test/``-only API (:func:`folder_split` reads every layout)."""
+    return list_classes(Path(root, split), classes, pool=split == "train")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,13 +427,35 @@ def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.interpolate(x[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def decode_square(blob: bytes, name: str, resolution: int | None) -> torch.Tensor:
-    """Decode into uint8 ``[3, R, R]``: resized to `resolution` x `resolution` (the aspect ratio is not
-    kept; the in-memory path and ``data.augment: cifar``), or at its own size if None."""
+def decode_sized(blob: bytes, name: str, resolution: int, resize_mode: str = "squash") -> tuple[torch.Tensor, bool]:
+    """Decode into uint8 ``[3, R, R]`` at `resolution`, and whether the (upright) image was square.
+
+    `resize_mode` ``"squash"``: the whole image resized to R x R (the aspect ratio is not kept);
+    ``"crop"``: the centred square of side min(width, height) resized to R x R.
+    """
+    size: dict = {}
+
+    def plan(w: int, h: int) -> int:
+        size["wh"] = (w, h)
+        side = min(w, h)
+        return reduction(side, side, resolution, resolution) if resize_mode == "crop" else \
+            reduction(w, h, resolution, resolution)
+
+    x = decode_image(blob, name, plan)
+    w, h = size.get("wh", (x.shape[2], x.shape[1]))
+    if resize_mode == "crop" and x.shape[1] != x.shape[2]:
+        side = min(x.shape[1], x.shape[2])
+        top, left = (x.shape[1] - side) // 2, (x.shape[2] - side) // 2
+        x = x[:, top:top + side, left:left + side]
+    return resize(x, resolution, resolution), w == h
+
+
+def decode_square(blob: bytes, name: str, resolution: int | None, resize_mode: str = "squash") -> torch.Tensor:
+    """Decode into uint8 ``[3, R, R]`` (see :func:`decode_sized`: the aspect ratio is not kept
+    unless `resize_mode` is ``"crop"``), or at its own size if `resolution` is None."""
     if resolution is None:
         return decode_image(blob, name)
-    x = decode_image(blob, name, lambda w, h: reduction(w, h, resolution, resolution))
-    return resize(x, resolution, resolution)
+    return decode_sized(blob, name, resolution, resize_mode)[0]
 
 
 def decode_blobs(blobs: Sequence[bytes], names: Sequence[str], resolution: int | None = None) -> torch.Tensor:
@@ -289,14 +471,17 @@ def decode_blobs(blobs: Sequence[bytes], names: Sequence[str], resolution: int |
 
 
 def decode_files(files: Sequence[str | os.PathLike], resolution: int, workers: int | None = None,
-                 chunk: int = 256) -> torch.Tensor:
-    """Read and decode image files into uint8 ``[N, 3, resolution, resolution]`` with a thread pool."""
+                 chunk: int = 256, resize_mode: str = "squash", square: np.ndarray | None = None) -> torch.Tensor:
+    """Read and decode image files into uint8 ``[N, 3, resolution, resolution]`` with a thread pool
+    (:func:`decode_sized`); `square`, a bool array of N if given, receives whether each was square."""
     workers = workers or min(4, os.cpu_count() or 1)
     out = torch.empty((len(files), 3, resolution, resolution), dtype=torch.uint8)
 
     def work(start: int) -> None:
         for i in range(start, min(start + chunk, len(files))):
-            out[i] = decode_square(read_file(files[i]), str(files[i]), resolution)
+            out[i], was_square = decode_sized(read_file(files[i]), str(files[i]), resolution, resize_mode)
+            if square is not None:
+                square[i] = was_square
 
     starts = range(0, len(files), chunk)
     if workers <= 1 or len(starts) <= 1:

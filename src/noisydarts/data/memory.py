@@ -11,13 +11,24 @@ Datasets (``load_dataset``):
   inside the package as the original JPEG files (``assets/cifar10_mini.npz``, built by
   ``scripts/build_mini_dataset.py``). Works offline; meant for tests and smoke runs.
 * ``cifar10`` / ``cifar100``: the standard binary releases via torchvision (downloaded once).
-* a directory: ImageFolder layout ``DIR/{train,test}/<class>/<image>`` (:mod:`.folder`).
+* a directory: class folders, ``train/`` alone, or ``train/`` with ``test/`` or ``val/``
+  (:mod:`.folder`), its pixels read from the decoded-image cache (:mod:`.cache`).
+
+A folder's normalization statistics come from :data:`STATS_SAMPLE` evenly spaced training images
+(all of them when it has fewer), in both data paths: the in-memory path used to compute them
+exactly over every training pixel, which needs every image decoded before the first batch (and
+made ``data.limit`` runs decode everything). On the CIFAR-10 JPEG folder the sample's estimate is
+within 0.004 of the exact mean and 0.002 of the exact std per channel (a stem convolution and
+batch norm follow, so training does not notice); it is kept in the cache's header.
+With ``data.limit`` (``lazy``), only the images a run batches are decoded (:class:`LazyRows`, asked
+by :meth:`ImageDataset.ensure`, which :class:`.batching.BatchIterator` calls), plus the sample.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import os
@@ -30,7 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .folder import SPLITS, decode_blobs, decode_files, find_folder_root, folder_classes, list_split
+from .cache import MISSING, NOT_SQUARE, DecodedImages, open_decoded, warn_once
+from .folder import SPLITS, FolderSplit, decode_blobs, folder_split
 
 DATASETS = ("cifar10-mini", "cifar10", "cifar100")  # names accepted besides a directory path
 
@@ -38,6 +50,11 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 DEFAULT_ROOT = "~/.cache/noisydarts/data"
+#: Train images whose pixels give a folder's channel statistics (all of them if fewer).
+STATS_SAMPLE = 2000
+#: (source folder, resolution) -> (images not square, images decoded) as last seen in this process
+#: (:func:`noisydarts.data.factory.describe_data` reports it).
+NON_SQUARE: dict[tuple[str, int], tuple[int, int]] = {}
 MINI_ASSET = "cifar10_mini.npz"
 
 
@@ -60,6 +77,9 @@ class ImageDataset:
     classes: list[str]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    #: Fills rows on demand (a folder opened with ``data.limit``: only the images a run uses are
+    #: decoded); None: every row is there. :meth:`ensure` asks it for the rows a run batches.
+    source: LazyRows | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -94,7 +114,13 @@ class ImageDataset:
 
     def to(self, device: torch.device | str) -> ImageDataset:
         """Return a copy whose images and labels live on `device` (no copy if already there)."""
-        return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device))
+        source = self.source.copy() if self.source is not None else None
+        return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device), source=source)
+
+    def ensure(self, indices: torch.Tensor | np.ndarray | list[int]) -> None:
+        """Make the images at `indices` present (decode them if this dataset fills lazily)."""
+        if self.source is not None:
+            self.source.fill(self.images, indices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,14 +128,16 @@ class ImageDataset:
 
 
 def load_dataset(name: str | os.PathLike, split: str, resolution: int = 32,
-                 root: str | os.PathLike | None = None) -> ImageDataset:
+                 root: str | os.PathLike | None = None, **folder_options) -> ImageDataset:
     """Load one split (``"train"`` or ``"test"``) of a dataset into memory.
 
     `name` is one of :data:`DATASETS` or a directory path (see :func:`load_image_folder`).
     `resolution` is the square side of the returned images; the CIFAR datasets are 32x32 and are
     resized (bilinear, antialiased) only if another resolution is asked for. `root` is where
     ``cifar10``/``cifar100`` are stored (default ``~/.cache/noisydarts/data``); if it already
-    holds the dataset nothing is downloaded. Raises :class:`UserError` for anything the user can fix.
+    holds the dataset nothing is downloaded. `folder_options` are :func:`load_image_folder`'s
+    (``val_split``, ``split_seed``, ``resize``, ``cache``, ``cache_dir``, ``lazy``); a named dataset
+    refuses ``val_split``. Raises :class:`UserError` for anything the user can fix.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -117,6 +145,9 @@ def load_dataset(name: str | os.PathLike, split: str, resolution: int = 32,
         raise UserError(f"image resolution must be a positive integer, got {resolution!r}")
 
     if isinstance(name, str) and name in DATASETS:
+        if folder_options.get("val_split") is not None:
+            raise UserError(f"data.val_split holds out part of an image folder without a test split; {name} has "
+                            "its own test split: remove data.val_split (null)")
         if name == "cifar10-mini":
             images, labels, classes = _load_mini(split)
             mean, std = CIFAR10_MEAN, CIFAR10_STD
@@ -128,14 +159,14 @@ def load_dataset(name: str | os.PathLike, split: str, resolution: int = 32,
         return ImageDataset(images, labels, list(classes), mean, std)
 
     check_folder_name(name)
-    return load_image_folder(name, split, resolution)
+    return load_image_folder(name, split, resolution, **folder_options)
 
 
 def check_folder_name(name: str | os.PathLike) -> None:
     """A bare word such as ``imagenet`` is taken as a (misspelled) dataset name, not a folder."""
     if isinstance(name, str) and not (os.path.exists(name) or any(s in name for s in ("/", os.sep, ".", "~"))):
         raise UserError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
-                        "or give a directory path with train/ and test/ class subfolders")
+                        "or give a directory path (./NAME, ~/NAME) of class subfolders, or with train/ (and test/) class subfolders")
 
 
 def resize_images(images: torch.Tensor, resolution: int, chunk: int = 1024) -> torch.Tensor:
@@ -218,37 +249,107 @@ def _load_torchvision(name: str, root: str, split: str) -> tuple[torch.Tensor, t
 # ---- ImageFolder directories ----------------------------------------------------------------
 
 
-def load_image_folder(path: str | os.PathLike, split: str, resolution: int = 32) -> ImageDataset:
-    """Load `split` of an ImageFolder directory ``DIR/{train,test}/<class>/<images>`` into memory.
+def load_image_folder(path: str | os.PathLike, split: str, resolution: int = 32, *, val_split: float | None = None,
+                      split_seed: int = 0, resize: str = "squash", cache: bool = True,
+                      cache_dir: str | os.PathLike | None = None, lazy: bool = False,
+                      train: FolderSplit | None = None) -> ImageDataset:
+    """Load `split` of an image folder into memory (:func:`.folder.find_folder_layout`: class
+    folders, ``train/`` alone, or ``train/`` with ``test/`` or ``val/``).
 
-    Class names are the subfolder names, sorted; train and test must have the same ones (at
-    least 2). Images may be nested deeper inside a class folder and have any size and mode
-    (:mod:`.folder` says how each is read); they are converted to RGB and resized to
-    `resolution` x `resolution` (bilinear, antialiased; the aspect ratio is not kept). A
-    directory that has no ``train/`` but exactly one subfolder that does (e.g. the unpacked
-    ``cifar10-jpeg.tar.gz``, whose root holds ``cifar10/train``) is accepted.
+    Class names are the subfolder names, sorted. The test split of a folder without one is held
+    out of the pool (`val_split`, `split_seed`: :func:`.folder.held_out_rows`). Images may be nested
+    deeper inside a class folder and have any size and mode (:mod:`.folder`); they are converted to
+    RGB and resized to `resolution` x `resolution` (`resize`: squash, the aspect ratio not kept, or
+    crop, the centred square). Decoded pixels come from the decoded-image cache (:mod:`.cache`;
+    `cache`, `cache_dir`). `lazy`: decode only the rows :meth:`ImageDataset.ensure` asks for.
+    `train`: the folder's training split, if the caller listed it already (it is not listed again).
 
-    ``mean``/``std`` are computed from the train split's pixels (after resizing), and the test
-    split gets the same train statistics. Decoded splits are cached per process.
+    ``mean``/``std``: the training split's pixel statistics from :data:`STATS_SAMPLE` evenly spaced
+    images (exact when it has no more), the same for both splits and both data paths.
     """
-    root = find_folder_root(path)
-    classes = folder_classes(root)
-    images, labels = _load_folder_split(str(root), split, resolution, classes)
-    mean, std = _folder_stats(str(root), resolution, classes)
-    return ImageDataset(images, labels, list(classes), mean, std)
+    part = train if train is not None and split == "train" else folder_split(path, split, val_split, split_seed)
+    decoded = open_decoded(part.source, part.files, resolution, resize, cache=cache, cache_dir=cache_dir)
+    labels = torch.tensor(part.split_labels, dtype=torch.int64)
+    classes = list(part.layout.classes)
+    rows = part.rows.astype(np.int64)
+    images = None if lazy else torch.from_numpy(decoded.get(rows))  # first: the statistics' sample is among them
+    mean, std = folder_stats(part if split == "train" or train is None else train, resolution, resize, cache=cache,
+                             cache_dir=cache_dir, decoded=decoded if split == "train" else None)
+    if images is None:
+        images = torch.zeros((len(rows), 3, resolution, resolution), dtype=torch.uint8)
+        return ImageDataset(images, labels, classes, mean, std, source=LazyRows(decoded, rows, resize))
+    warn_non_square(decoded, rows, resize)
+    return ImageDataset(images, labels, classes, mean, std)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_folder_split(root: str, split: str, resolution: int,
-                       classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    files, labels = list_split(root, split, classes)
-    return decode_files(files, resolution), torch.tensor(labels, dtype=torch.int64)
+class LazyRows:
+    """Decodes an :class:`ImageDataset`'s rows when they are first batched (``data.limit``)."""
+
+    def __init__(self, decoded: DecodedImages, rows: np.ndarray, resize: str, filled: np.ndarray | None = None):
+        self.decoded, self.rows, self.resize = decoded, rows, resize
+        self.filled = np.zeros(len(rows), dtype=bool) if filled is None else filled
+
+    def copy(self) -> LazyRows:
+        return LazyRows(self.decoded, self.rows, self.resize, self.filled.copy())
+
+    def fill(self, images: torch.Tensor, indices) -> None:
+        idx = np.unique(torch.as_tensor(indices).cpu().numpy().astype(np.int64))
+        idx = idx[~self.filled[idx]]
+        if not len(idx):
+            return
+        pixels = torch.from_numpy(self.decoded.get(self.rows[idx]))
+        images[torch.from_numpy(idx).to(images.device)] = pixels.to(images.device)
+        self.filled[idx] = True
+        warn_non_square(self.decoded, self.rows[self.filled], self.resize, partial=not self.filled.all())
 
 
-@functools.lru_cache(maxsize=16)
-def _folder_stats(root: str, resolution: int, classes: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    images, _ = _load_folder_split(root, "train", resolution, classes)
-    return channel_stats(images)
+def warn_non_square(decoded: DecodedImages, rows: np.ndarray, resize: str, partial: bool = False) -> None:
+    """One line per folder and process when images that are not square were squashed to square."""
+    if resize != "squash":
+        return
+    states = decoded.states(rows)
+    count = int((states == NOT_SQUARE).sum())
+    seen = int((states != MISSING).sum())
+    NON_SQUARE[(str(decoded.source), decoded.resolution)] = (count, seen)
+    if count:
+        r = decoded.resolution
+        warn_once(("non-square", str(decoded.source), r),
+                  f"{count:,} of the {seen:,} images of {decoded.source}{' used so far' if partial else ''} are not "
+                  f"square: they are resized "
+                  f"to {r} x {r} px without keeping their aspect ratio; set data.resize=crop to crop their centred "
+                  "square instead (or data.augment=imagenet to train on random crops of the full images)")
+
+
+def _valid_stats(value) -> bool:
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in v)
+                    for v in value)
+            and all(x > 0 for x in value[1]))
+
+
+def stats_sample(n: int) -> np.ndarray:
+    """The positions of :data:`STATS_SAMPLE` evenly spaced images of `n` (all of them if fewer)."""
+    return np.unique(np.linspace(0, n - 1, min(n, STATS_SAMPLE)).round().astype(np.int64))
+
+
+def folder_stats(part: FolderSplit, resolution: int, resize: str = "squash", *, cache: bool = True,
+                 cache_dir: str | os.PathLike | None = None,
+                 decoded: DecodedImages | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the training split of `part`'s folder, from the images
+    :func:`stats_sample` picks (decoded through the cache, and recorded in its header)."""
+    if part.split != "train":
+        part = folder_split(part.layout, "train", part.val_split, part.split_seed)
+        decoded = None
+    if decoded is None:
+        decoded = open_decoded(part.source, part.files, resolution, resize, cache=cache, cache_dir=cache_dir)
+    rows = part.rows[stats_sample(len(part.rows))].astype(np.int64)
+    tag = hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+    known = decoded.cached_stats(tag)
+    if _valid_stats(known):  # else (absent, or a damaged header) computed again
+        return tuple(float(v) for v in known[0]), tuple(float(v) for v in known[1])
+    mean, std = channel_stats(torch.from_numpy(decoded.get(rows)))
+    decoded.store_stats(tag, [list(mean), list(std)])
+    return mean, std
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

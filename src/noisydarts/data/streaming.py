@@ -39,12 +39,11 @@ from .augment import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD, apply_augment, 
 from .augment import augment as cifar_augment
 from .augment import random_resized_crop_box, sample_augment_params
 from .batching import check_shard, epoch_seed, shard_bounds, sharded_batches
-from .folder import decode_files, decode_image, decode_square, find_folder_root, folder_classes, list_split, read_file, reduction
-from .memory import channel_stats
+from .cache import warn_once
+from .folder import FolderSplit, decode_files, decode_image, decode_square, folder_split, read_file, reduction
+from .memory import NON_SQUARE, channel_stats, stats_sample
 
 AUGMENTS = ("cifar", "imagenet")
-#: Train images decoded to estimate a streamed folder's pixel statistics (all of them if fewer).
-STATS_SAMPLE = 2000
 
 
 @dataclass(eq=False)
@@ -63,6 +62,7 @@ class ImageFolderSplit:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resolution: int
+    resize: str = "squash"  # how the cifar view makes an image square (folder.RESIZES)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -83,30 +83,43 @@ class ImageFolderSplit:
         return os.path.join(self.directory, os.fsdecode(self.files[index]))
 
 
-def stream_image_folder(path: str | os.PathLike, split: str, resolution: int, *,
-                        imagenet_stats: bool) -> ImageFolderSplit:
-    """`split` of an ImageFolder directory for streaming (same classes and file order as
-    :func:`.memory.load_image_folder`).
+def stream_image_folder(path: str | os.PathLike, split: str, resolution: int, *, imagenet_stats: bool,
+                        val_split: float | None = None, split_seed: int = 0, resize: str = "squash",
+                        train: FolderSplit | None = None) -> ImageFolderSplit:
+    """`split` of an image folder for streaming: the same layouts, held-out split, classes and file
+    order as :func:`.memory.load_image_folder` (:func:`.folder.folder_split`).
 
     ``mean``/``std``: ImageNet's constants if `imagenet_stats`, else the train split's pixel
-    statistics at `resolution` estimated from :data:`STATS_SAMPLE` evenly spaced images (exact,
-    and equal to the in-memory path's, when the split has no more).
+    statistics at `resolution` from the :func:`.memory.stats_sample` images, decoded here (not
+    through the cache): equal to the in-memory path's.
     """
-    root = find_folder_root(path)
-    classes = folder_classes(root)
-    files, labels = list_split(str(root), split, classes)
-    directory = os.path.join(str(root), split)
-    relative = np.array([os.fsencode(os.path.relpath(f, directory)) for f in files])
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet_stats else sampled_stats(str(root), resolution, classes)
-    return ImageFolderSplit(directory, relative, torch.tensor(labels, dtype=torch.int64), list(classes),
-                            tuple(mean), tuple(std), resolution)
+    part = train if train is not None and split == "train" else folder_split(path, split, val_split, split_seed)
+    directory = str(part.source)
+    relative = np.array([os.fsencode(os.path.relpath(f, directory)) for f in part.split_files])
+    if imagenet_stats:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        train = part if split == "train" else train or folder_split(part.layout, "train", val_split, split_seed)
+        sample = tuple(train.files[i] for i in train.rows[stats_sample(len(train.rows))])
+        mean, std = sampled_stats(str(train.source), sample, resolution, resize)
+    return ImageFolderSplit(directory, relative, torch.tensor(part.split_labels, dtype=torch.int64),
+                            list(part.layout.classes), tuple(mean), tuple(std), resolution, resize)
 
 
 @lru_cache(maxsize=16)
-def sampled_stats(root: str, resolution: int, classes: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    files, _ = list_split(root, "train", classes)
-    pick = np.unique(np.linspace(0, len(files) - 1, min(len(files), STATS_SAMPLE)).round().astype(np.int64))
-    return channel_stats(decode_files([files[i] for i in pick], resolution))
+def sampled_stats(source: str, sample: tuple[str, ...], resolution: int,
+                  resize: str = "squash") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Channel statistics of the images `sample` (of the folder `source`); warns once when
+    squashed images among them are not square."""
+    square = np.ones(len(sample), dtype=bool)
+    stats = channel_stats(decode_files(sample, resolution, resize_mode=resize, square=square))
+    NON_SQUARE[(source, resolution)] = (int((~square).sum()), len(sample))
+    if resize == "squash" and not square.all():
+        warn_once(("non-square", source, resolution),
+                  f"{int((~square).sum()):,} of {len(sample):,} sampled images of {source} are not square: they are "
+                  f"resized to {resolution} x {resolution} px without keeping their aspect ratio; set "
+                  "data.resize=crop to crop their centred square instead (or data.augment=imagenet)")
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +149,7 @@ class _FolderSamples(Dataset):
         name = self.split.path(index)
         blob = read_file(name)
         if self.style == "cifar":
-            return decode_square(blob, name, r)
+            return decode_square(blob, name, r, self.split.resize)
         if not self.train:
             return imagenet_eval(decode_image(blob, name, lambda w, h: reduction(
                 CROP_FRACTION * min(w, h), CROP_FRACTION * min(w, h), r, r)), r)

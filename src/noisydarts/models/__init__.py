@@ -15,6 +15,7 @@ here, through the space registry, from any of:
     net = noisydarts.create_model("noisydarts_a", dataset="cifar10")        # DARTS CIFAR network, 3.26 M
     net = noisydarts.create_model("|nor_conv_3x3~0|+...", dataset="cifar100")  # the NB201 benchmark network
     print(noisydarts.info("runs/my-search"))                               # {"params_m": ..., "multadds_m": ...}
+    print(noisydarts.info("runs/my-training"))                             # the network it trained
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def resolve_genotype(source):
     except UserError:
         pass
     text = str(source).strip()
-    if text in zoo.ZOO:
-        return zoo.get(text)
+    if not text:  # not the path "." (the working directory), which an empty string would name
+        raise UserError(f"the architecture is {'empty' if not str(source) else 'blank'}: give {ARCH_FORMS}")
+    if zoo.canonical(text) in zoo.ZOO:  # old names (noisydarts_A) too
+        return zoo.get(zoo.canonical(text))
     path = Path(text).expanduser()
     kind = path_kind(path)
     if kind == "dir":
@@ -78,21 +81,84 @@ def resolve_genotype(source):
     return genotype
 
 
+def training_run(source) -> Path | None:
+    """The training run directory ``source`` names (its config.yaml has a ``network`` section), else None."""
+    if not isinstance(source, (str, Path)):
+        return None
+    path = Path(str(source).strip()).expanduser()
+    if path_kind(path) != "dir" or path_kind(path / "config.yaml") != "file":
+        return None
+    import yaml
+
+    try:
+        raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
+        return None
+    return path if isinstance(raw, dict) and "network" in raw and "space" not in raw else None
+
+
 def create_model(arch, dataset: str = "cifar10", *, num_classes: int | None = None, family: str | None = None,
                  in_channels: int = 3, **network):
     """The evaluation network of ``arch`` for ``dataset`` (cifar10, cifar100, imagenet,
-    imagenet16-120), with its space's default size for that dataset family unless ``network``
-    keys (e.g. ``channels=16, layers=8``) say otherwise. ``family`` overrides the dataset's family;
-    ``num_classes`` its number of classes."""
+    imagenet16-120), freshly initialized, with its space's default size for that dataset family
+    unless ``network`` keys (e.g. ``channels=16, layers=8``) say otherwise. ``family`` overrides the
+    dataset's family; ``num_classes`` its number of classes. A training run is refused: its
+    trained network is :func:`noisydarts.load_model`'s."""
+    run = training_run(arch)
+    if run is not None:
+        raise UserError(f"{arch} is a training run, and create_model builds a fresh, untrained network: use "
+                        f"noisydarts.load_model({str(arch)!r}) for the trained one (or create_model on "
+                        f"{run / GENOTYPE_FILE} for a fresh network of its architecture)")
     genotype = resolve_genotype(arch)
     classes, dataset_family = dataset_spec(dataset)
     return space_of(genotype).build_network(genotype, family or dataset_family, num_classes or classes, network,
                                             in_channels)
 
 
-def info(arch, dataset: str = "cifar10") -> dict:
-    """``{"params_m", "multadds_m"}`` of the evaluation network of ``arch`` on ``dataset``, as the
-    papers count them (parameters without auxiliary heads; mult-adds of one image at the
-    family's resolution)."""
+def info(arch, dataset: str | None = None) -> dict:
+    """``{"params_m", "multadds_m"}`` of the evaluation network of ``arch``, as the papers count
+    them (parameters without auxiliary heads; mult-adds of one image).
+
+    ``dataset`` (cifar10, cifar100, imagenet, imagenet16-120) picks the network family, its size
+    and resolution, and the number of classes. Without it: a training run is sized as it was
+    trained (its family, network keys, classes and resolution: ``"trained"`` is then added,
+    describing them); any other architecture on its space's usual dataset (``cifar10``; the
+    MobileNetV2 space: ``imagenet``)."""
+    run = training_run(arch) if dataset is None else None
+    if run is not None:
+        return trained_info(run)
     genotype = resolve_genotype(arch)
     return space_of(genotype).info(genotype, dataset)
+
+
+def trained_info(run: Path) -> dict:
+    """Sizes of the network a training run trains: its config's family and network keys, and the
+    classes, resolution and channels of its data (``data.json``; else its weights file)."""
+    import yaml
+
+    from ..data.record import read_data_record
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    genotype = resolve_genotype(run)
+    record = read_data_record(run)
+    if record is None:
+        record = _record_from_weights(run)
+    family, network = cfg.get("family", "cifar"), cfg.get("network") or {}
+    resolution = int(record.get("resolution") or (cfg.get("data") or {}).get("resolution", 32))
+    num_classes, channels = len(record["classes"]), int(record.get("channels", 3))
+    sizes = space_of(genotype).measure(genotype, family, num_classes, network, resolution, channels)
+    return {**sizes, "trained": {"family": family, "network": network, "num_classes": num_classes,
+                                 "resolution": resolution, "data": record.get("name")}}
+
+
+def _record_from_weights(run: Path) -> dict:
+    """What a run from before data.json records in its weights file (weights.pt, else best.pt)."""
+    from ..runtime.runs import load_torch_file
+
+    for name in ("weights.pt", "best.pt"):
+        if path_kind(run / name) == "file":
+            payload = load_torch_file(run / name, "noisydarts weights file", {"num_classes": int})
+            return {"classes": [str(i) for i in range(payload["num_classes"])], "name": payload.get("data"),
+                    "resolution": payload.get("resolution")}
+    raise UserError(f"{run} is a training run that stopped before its first epoch ended: it records no data yet "
+                    "to size its network by; give --data to size the architecture for a dataset")

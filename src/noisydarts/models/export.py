@@ -8,6 +8,10 @@ ONNX uses PyTorch's ``torch.export``-based exporter (``dynamo=True``, which need
 (``external_data=False``: one self-contained ``.onnx``, no ``.onnx.data`` beside it) and a
 dynamic batch dimension. Input ``images`` [batch, C, H, W] (normalized as in training), output
 ``logits`` [batch, classes].
+
+Both carry the network's metadata (class names, preprocessing, architecture: what
+:func:`noisydarts.predict` needs) as JSON: a TorchScript extra file ``noisydarts.json``, an ONNX
+``metadata_props`` entry ``noisydarts``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import json
 import warnings
 
 import torch
@@ -47,17 +52,26 @@ def check_format(fmt: str) -> None:
                             "or use --format torchscript")
 
 
-def torchscript_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+#: Where the metadata goes: a TorchScript extra file of this name; an ONNX metadata_props key.
+TORCHSCRIPT_EXTRA, ONNX_METADATA_KEY = "noisydarts.json", "noisydarts"
+
+
+def torchscript_bytes(model: nn.Module, example: torch.Tensor, metadata: dict | None = None) -> bytes:
+    """A traced TorchScript archive; ``metadata`` (JSON) as its ``noisydarts.json`` extra file
+    (``torch.jit.load(path, _extra_files={"noisydarts.json": ""})`` reads it back)."""
+    extra = {TORCHSCRIPT_EXTRA: json.dumps(metadata)} if metadata is not None else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shape checks, and TorchScript's own deprecation
         traced = torch.jit.trace(model, example, check_trace=False)
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
+        torch.jit.save(traced, buffer, _extra_files=extra)
     return buffer.getvalue()
 
 
-def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
-    """One self-contained ONNX model (weights inside) with a dynamic batch dimension."""
+def onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict | None = None) -> bytes:
+    """One self-contained ONNX model (weights inside) with a dynamic batch dimension; ``metadata``
+    (JSON) under the model's ``noisydarts`` metadata key (onnxruntime:
+    ``session.get_modelmeta().custom_metadata_map["noisydarts"]``)."""
     if example.shape[0] < 2:  # torch.export specializes a size-1 dimension: the example needs 2+
         example = example.expand(2, *example.shape[1:]).contiguous()
     try:
@@ -66,7 +80,11 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
             program = torch.onnx.export(model, (example,), None, input_names=["images"], output_names=["logits"],
                                         dynamo=True, external_data=False,
                                         dynamic_shapes=({0: torch.export.Dim("batch")},))
-        return program.model_proto.SerializeToString()
+        proto = program.model_proto
+        if metadata is not None:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(metadata)
+        return proto.SerializeToString()
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - an exporter failure is one line; --debug shows the traceback
@@ -75,6 +93,6 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
                         "network") from e
 
 
-def export_bytes(fmt: str, model: nn.Module, example: torch.Tensor) -> bytes:
+def export_bytes(fmt: str, model: nn.Module, example: torch.Tensor, metadata: dict | None = None) -> bytes:
     check_format(fmt)
-    return torchscript_bytes(model, example) if fmt == "torchscript" else onnx_bytes(model, example)
+    return (torchscript_bytes if fmt == "torchscript" else onnx_bytes)(model, example, metadata)

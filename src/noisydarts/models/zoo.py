@@ -2,10 +2,15 @@
 
 The asset ``assets/genotypes.json`` is the team's data file (``shared/data/genotypes.json``):
 NoisyDARTS a-j from the NoisyDARTS reference release, DARTS V1/V2 from the DARTS release and
-PC-DARTS from its release, plus NoisyDARTS-A of the MobileNetV2 space (``noisydarts_A`` with SE
-and Swish, ``noisydarts_A_plain`` without, ``"space": "mbv2"``); each entry keeps its
-``source``, the ``search`` setting that found it and the ``published`` CIFAR-10 figures
+PC-DARTS from its release, plus NoisyDARTS-A of the MobileNetV2 space (``noisydarts_mbv2_a``
+with SE and Swish, ``noisydarts_mbv2_a_plain`` without, ``"space": "mbv2"``); each entry keeps
+its ``source``, the ``search`` setting that found it and the ``published`` CIFAR-10 figures
 (params in M, mult-adds in M where published, top-1 in %).
+
+Names: no two differ only by case (the MobileNetV2 entries were ``noisydarts_A`` and
+``noisydarts_A_plain``, a capital letter away from the DARTS cell ``noisydarts_a``). The old
+names are still found (:data:`OLD_NAMES`): :data:`ZOO` lists the names in use, but ``name in
+ZOO`` and :func:`get` accept an old one too, so every command that takes an architecture does.
 
 Two published parameter counts do not match their genotype, and the zoo says so
 (:data:`PARAMS_NOTES`): ``noisydarts_h`` is listed as 3.01 M but its genotype gives 3.10 M
@@ -22,7 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, suggest
 
 #: name -> (the parameter count the genotype actually gives, why the published one differs)
 PARAMS_NOTES = {
@@ -36,8 +41,25 @@ def _entries() -> dict:
     return json.loads(resources.files("noisydarts.assets").joinpath("genotypes.json").read_text())
 
 
+#: Names earlier versions used -> the entry's name now.
+OLD_NAMES = {"noisydarts_A": "noisydarts_mbv2_a", "noisydarts_A_plain": "noisydarts_mbv2_a_plain"}
+
+
+class _Names(tuple):
+    """The zoo's names (iterating, listing, joining: the names in use); ``in`` also accepts an old
+    name (:data:`OLD_NAMES`), which :func:`get` and :func:`entry` then find."""
+
+    def __contains__(self, name) -> bool:
+        return tuple.__contains__(self, name) or (isinstance(name, str) and name in OLD_NAMES)
+
+
 #: The zoo's names, in the order of the asset.
-ZOO: tuple[str, ...] = tuple(_entries())
+ZOO: tuple[str, ...] = _Names(_entries())
+
+
+def canonical(name: str) -> str:
+    """The name in use for ``name`` (itself, or the entry an old name stands for)."""
+    return OLD_NAMES.get(name, name)
 
 
 def get(name: str):
@@ -51,8 +73,10 @@ def get(name: str):
 def entry(name: str) -> dict:
     """The whole record: ``genotype``, ``search``, ``published`` ({cifar10_params_m,
     cifar10_multadds_m?, cifar10_top1}) and ``source``."""
+    name = canonical(name)
     if name not in _entries():
-        raise UserError(f"unknown zoo genotype {name!r}: choose from {', '.join(ZOO)} (see `noisydarts zoo`)")
+        raise UserError(f"unknown zoo genotype {name!r}{suggest(name, ZOO)}: choose from {', '.join(ZOO)} "
+                        "(see `noisydarts zoo`)")
     return _entries()[name]
 
 

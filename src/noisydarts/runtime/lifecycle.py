@@ -21,6 +21,13 @@ leaves nothing behind: once the lock is released, the files written here are rem
 directory too when this call created it. After ``begin`` a failure keeps the run as it is (a
 divergence keeps its last good checkpoint; an interrupted run says how to resume it).
 
+Starting again: a run killed before its first checkpoint (``kill -9`` during the first epoch)
+left files but nothing to resume. The same command with the same ``out`` starts it again: once
+the lock is held, the files such a run writes (:data:`BEFORE_FIRST_CHECKPOINT` and the command's
+``files``) are removed, with a line on stderr (:func:`runs.clear_stopped_run`). A directory with a
+checkpoint, or with anything else, is refused as any non-empty ``out``; a run still in its first
+epoch holds the lock and is named.
+
 Resume: the directory must exist; its ``config.yaml`` and ``checkpoint.pt`` are read and checked
 (:func:`runs.load_run`, with the command's resolver and checkpoint keys) once the lock is held, so
 a refused process reads nothing and changes nothing. A different number of processes than the run
@@ -47,6 +54,10 @@ from . import distributed, runs
 from .runs import CHECKPOINT, CONFIG
 
 METRICS = "metrics.jsonl"
+#: What a run of any command may have written before its first checkpoint, besides the command's
+#: own files: config.yaml, the epoch record logged just before the checkpoint, the data record
+#: (data.json, written with the first checkpoint), TensorBoard's folder (opened at the start).
+BEFORE_FIRST_CHECKPOINT = (CONFIG, METRICS, "data.json", "tensorboard")
 
 #: What continues and what does not when a run is resumed with another number of processes
 #: (the default; a command may say it in its own words).
@@ -77,18 +88,22 @@ class RunLifecycle:
                preset: str | None = None, files: Mapping[str, str] | None = None) -> Iterator[RunLifecycle]:
         """A new run directory, locked, with ``config.yaml`` (``cfg`` and its provenance, naming
         ``preset``) and ``files`` (name -> text) written atomically, for the body of the ``with``.
-        ``out``: the directory (it must hold no files), else ``runs/<timestamp>-<label>``
+        ``out``: the directory (it must hold no files, or only those of a run that stopped before
+        its first checkpoint: that run is started again), else ``runs/<timestamp>-<label>``
         (``label`` defaults to ``command``)."""
         files = dict(files or {})
         names = (CONFIG, *files)
+        restartable = (*BEFORE_FIRST_CHECKPOINT, *files)
         distributed.setup(cfg)  # under torchrun: checks the launch, joins the others (once per process)
         taken: list[tuple[Path, bool]] = []  # rank 0, once the lock is held: what a failure may remove
         run = None
         try:
             with contextlib.ExitStack() as stack:
                 def start() -> tuple[str, bool, dict]:  # rank 0: the directory, locked, with its files
-                    run_dir, created = runs.new_run_dir(out, label or command)
+                    run_dir, created = runs.new_run_dir(out, label or command, restartable=restartable)
                     stack.enter_context(runs.active_run(run_dir, command))
+                    if not created:  # under the lock: a run killed before its first checkpoint is cleared
+                        runs.clear_stopped_run(run_dir, restartable)
                     taken.append((run_dir, created))  # ours now: not before (a refused process removes nothing)
                     provenance = runs.provenance(preset)
                     runs.atomic_write_text(run_dir / CONFIG, config_lib.dump(cfg, provenance))
@@ -162,6 +177,20 @@ class RunLifecycle:
                           stacklevel=5)  # _check_world_size, resume, contextlib, the command: its caller
 
     # --- what every command says and knows ---
+
+    def finished(self, result_file: str) -> str | None:
+        """On resume, the line that says the run has nothing left to do (every epoch done, or
+        stopped early, and its ``result_file`` written: genotype.json, weights.pt), else None."""
+        if self.state is None or runs.path_kind(self.run_dir / result_file) != "file":
+            return None
+        done, epochs = self.resumed_at, int(self.cfg["epochs"])
+        if isinstance(self.state.get("stopped"), dict):
+            how = f"stopped early after epoch {done} of {epochs}"
+        elif done >= epochs:
+            how = f"{done} of {epochs} epochs"
+        else:
+            return None
+        return f"{self.run_dir} is finished ({how}): nothing to resume; its result:"
 
     @property
     def resumed_at(self) -> int | None:

@@ -11,6 +11,13 @@ Everything that reads or writes a run goes through here, so that every command b
 * :func:`read_text`: a text file the user gave (config, genotype), or one line saying why not.
 * :func:`active_run`: the lock that makes a process the only writer of a run directory.
 * :func:`load_run`: the files ``--resume`` needs (config.yaml, checkpoint.pt), each checked.
+
+A run killed before its first checkpoint (``kill -9`` while the first epoch ran) has nothing to
+resume, so its ``--out`` may be given again: :func:`new_run_dir` accepts a directory that holds no
+checkpoint and only files such a run writes (:func:`stopped_before_checkpoint`), and
+:func:`clear_stopped_run`, under the run's lock (so a run still in its first epoch, which holds
+the lock, is never touched), removes them and says so. Anything else in the directory, or a
+checkpoint, keeps it refused as before.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -158,17 +166,72 @@ def _as_tuple(kinds) -> tuple:
 
 # --- run directories ------------------------------------------------------------------------------
 
-def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs") -> tuple[Path, bool]:
+def _written_before_checkpoint(name: str, restartable) -> bool:
+    """Whether ``name`` is one a run writes before its first checkpoint: one of ``restartable``,
+    the lock, or the temporary file of an atomic write cut short (``.NAME.XXXX.tmp``; of the first
+    checkpoint too)."""
+    if name in restartable or name == LOCK:
+        return True
+    return name.startswith(".") and name.endswith(".tmp") and any(
+        name.startswith(f".{n}.") for n in (*restartable, CHECKPOINT))
+
+
+def stopped_before_checkpoint(path: str | Path, restartable) -> bool:
+    """Whether the directory ``path`` holds a run that stopped before its first checkpoint: no
+    checkpoint.pt, something besides the lock, and nothing but the files (or folders) named in
+    ``restartable`` that a run writes before then."""
+    try:
+        names = [p.name for p in Path(path).iterdir()]
+    except OSError:
+        return False
+    return (bool(restartable) and CHECKPOINT not in names and any(n != LOCK for n in names)
+            and all(_written_before_checkpoint(n, restartable) for n in names))
+
+
+def _not_empty(path: Path) -> UserError:
+    return UserError(f"{path} already exists and is not empty: choose another --out, or --resume {path} to continue it")
+
+
+def clear_stopped_run(run_dir: str | Path, restartable) -> bool:
+    """Under the run's lock: if ``run_dir`` holds a run that stopped before its first checkpoint,
+    remove its files (one line on stderr says so) and return True; an empty directory: False;
+    anything else (a checkpoint written since :func:`new_run_dir` looked): refused."""
+    run_dir = Path(run_dir)
+    if not any(p.name != LOCK for p in run_dir.iterdir()):
+        return False
+    if not stopped_before_checkpoint(run_dir, restartable):
+        raise _not_empty(run_dir)
+    for p in run_dir.iterdir():
+        if p.name == LOCK:
+            continue  # ours now
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except OSError as e:
+            raise UserError(f"cannot remove {p} ({os_reason(e)}) to start the run in {run_dir} again: "
+                            "remove it, or choose another --out") from e
+    print(f"{run_dir} held a run that stopped before its first checkpoint; starting it again", file=sys.stderr,
+          flush=True)
+    return True
+
+
+def new_run_dir(out: str | Path | None, label: str, root: str | Path = "runs",
+                restartable=()) -> tuple[Path, bool]:
     """Create the run directory; return it and whether it was created here. An explicit ``out``
-    must not hold files already; the default ``runs/<timestamp>-<label>`` gets a numeric suffix
-    rather than reuse an existing one."""
+    must not hold files already, unless it holds a run that stopped before its first checkpoint
+    (only names in ``restartable``: see :func:`stopped_before_checkpoint`; the caller clears it
+    with :func:`clear_stopped_run` once it holds the lock); the default
+    ``runs/<timestamp>-<label>`` gets a numeric suffix rather than reuse an existing one."""
     if out is not None:
         path = Path(out)
         try:
             exists = path.exists()
             # (a lone .lock is no content: its holder, if alive, is named when the lock is taken)
-            if exists and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())):
-                raise UserError(f"{path} already exists and is not empty: choose another --out, or --resume {path} to continue it")
+            if exists and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())) \
+                    and not (path.is_dir() and stopped_before_checkpoint(path, restartable)):
+                raise _not_empty(path)
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create the run directory {path} ({os_reason(e)}): give another --out") from e
@@ -386,7 +449,8 @@ def load_run(run_dir: str | Path, command: str, resolve, keys=()) -> tuple[Path,
     ckpt, cfg_path = run_dir / CHECKPOINT, run_dir / CONFIG
     if path_kind(cfg_path) != "file" or path_kind(ckpt) != "file":
         missing = " and ".join(n for n, p in ((CHECKPOINT, ckpt), (CONFIG, cfg_path)) if path_kind(p) != "file")
-        why = " (it stopped before its first epoch ended: start it again)" if missing == CHECKPOINT else ""
+        why = (f" (it stopped before its first checkpoint: start it again with the same command (--out "
+               f"{shlex.quote(str(run_dir))}))" if missing == CHECKPOINT else "")
         raise UserError(f"{flag}: no {missing} there{why}; give the directory of a {command} run")
     cfg, provenance = read_run_config(run_dir, command, resolve)
     state = load_torch_file(ckpt, f"{command} checkpoint", keys,

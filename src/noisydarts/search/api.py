@@ -23,7 +23,8 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
     ``config``: a preset name, a YAML file, a (partial) config dict, or None for the
     ``nb201-quick`` preset; partial dicts are resolved over the defaults. ``out``: the run directory (default
     ``runs/<timestamp>-<preset>``). ``resume``: continue the run in that directory from its last
-    checkpoint (its own config is used). ``stop_after``: stop once that many epochs are done,
+    checkpoint (its own config is used; a finished run says so in one line on stdout, then gives
+    its result). ``stop_after``: stop once that many epochs are done,
     leaving a resumable run (used to interrupt on purpose). ``label`` names the default run
     directory (the preset's name when ``config`` is one). ``callbacks``:
     :class:`noisydarts.runtime.callbacks.Callback` objects (or objects with some of its
@@ -43,9 +44,12 @@ def search(config: dict | str | Path | None = None, *, out: str | Path | None = 
         with RunLifecycle.resume("search", resume, _resolve_saved, keys=CHECKPOINT_KEYS,
                                  world_size_note=WORLD_SIZE_NOTE) as run:
             callbacks = (*default_callbacks(run.cfg), *callbacks)  # on every rank: the loop picks what runs where
-            searcher = Searcher(run.cfg, run.run_dir, progress)
+            finished = run.finished("genotype.json")  # nothing to resume: said, then its result as always
+            searcher = Searcher(run.cfg, run.run_dir, progress and finished is None)
             run.restore(searcher.load_state_dict)
             searcher.preset = run.preset
+            if finished and run.main:
+                print(finished, flush=True)
             return searcher.run(stop_after, callbacks)
 
     cfg = resolve_search_config(config)

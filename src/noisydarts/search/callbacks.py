@@ -1,5 +1,6 @@
-"""Search callbacks switched on by the config: plots and report at the end, TensorBoard scalars,
-the Hessian monitor and the early-stopping rules.
+"""Search callbacks switched on by the config: plots and report at the end, TensorBoard scalars
+(both shared with training runs: :mod:`noisydarts.viz.callbacks`), the Hessian monitor and the
+early-stopping rules.
 
 A callback is a :class:`noisydarts.runtime.callbacks.Callback` (the contract: its hooks, which
 ranks run them, stage hooks and resume); objects with some of its methods work too (they are
@@ -9,64 +10,11 @@ knows nothing about plotting, logging, monitoring or stopping.
 
 from __future__ import annotations
 
-import numbers
-import warnings
-from pathlib import Path
-
-from ..errors import UserError
-from ..runtime.callbacks import Callback, method_callbacks
-
-#: Per-epoch scalars worth a TensorBoard chart (any other numeric key is logged under ``other/``).
-SCALAR_GROUPS = {
-    "train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train", "val_acc": "accuracy/val",
-    "lr": "lr", "epoch_time": "time/epoch_s", "skip_normal": "skip/normal", "skip_reduce": "skip/reduce",
-    "skip_count": "skip/cell", "cifar10_test": "nb201/cifar10_test", "cifar100_test": "nb201/cifar100_test",
-    "imagenet16_test": "nb201/imagenet16_test", "hessian_eig": "hessian/eigenvalue",
-}
-_NOT_SCALARS = {"epoch", "nb201_index"}
-
-
-class PlotCallback(Callback):
-    """At the end of a search (finished or stopped early): ``plots/`` and ``report.{md,html}``.
-    A failure here warns: the search itself is already safely on disk."""
-
-    def on_end(self, result) -> None:
-        try:
-            from ..viz.run import plot_run
-            from ..viz.report import write_report
-
-            plot_run(result.run_dir)
-            write_report([result.run_dir])
-        except Exception as e:  # noqa: BLE001 - never lose a finished search to a plotting problem
-            warnings.warn(f"could not write the plots and report of {result.run_dir} ({type(e).__name__}: {e}); "
-                          f"try `noisydarts plot {result.run_dir}` and `noisydarts report {result.run_dir}`",
-                          stacklevel=2)
-
-
-class TensorBoardCallback(Callback):
-    """Writes each epoch's scalars to ``RUN_DIR/tensorboard`` (needs the tensorboard package)."""
-
-    def __init__(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:
-            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from e
-        self._writer_class, self._writer = SummaryWriter, None
-
-    def on_epoch(self, record: dict, run_dir: Path) -> None:
-        if self._writer is None:
-            self._writer = self._writer_class(log_dir=str(Path(run_dir) / "tensorboard"))
-        step = int(record["epoch"])
-        for key, value in record.items():
-            if key in _NOT_SCALARS or isinstance(value, bool) or not isinstance(value, numbers.Real):
-                continue
-            self._writer.add_scalar(SCALAR_GROUPS.get(key, f"other/{key}"), float(value), step)
-        self._writer.flush()
-
-    def on_end(self, result) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+from ..runtime.callbacks import method_callbacks
+# Plots, report and TensorBoard are shared with training runs: they live in noisydarts.viz.callbacks
+# (re-exported here, where they were first defined, under the same names).
+from ..viz.callbacks import NOT_SCALARS as _NOT_SCALARS  # noqa: F401
+from ..viz.callbacks import SCALAR_GROUPS, PlotCallback, TensorBoardCallback  # noqa: F401
 
 
 def default_callbacks(cfg: dict) -> list:

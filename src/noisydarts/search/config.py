@@ -92,6 +92,19 @@ SCHEMA.register("", OUTPUT_DEFAULTS, nullable={"train.drop_path_prob": float}, o
 SCHEMA.key_order = KEY_ORDER
 
 
+def _network_is_training(origin: str, key: str) -> str:
+    """``network.KEY`` in a search: the trained network's size, not the supernet's (``space.KEY``)."""
+    registry = SCHEMA.named().get("space", {})
+    mine = (f"space.{key}: write --set space.{key}=..." if any(key in s.DEFAULTS for s in registry.values())
+            else "the space.* keys (see noisydarts search --print-config)")
+    return (f"{origin}: network.{key} sizes the trained network (noisydarts train --set network.{key}=...); "
+            f"the supernet this search trains is sized by {mine}")
+
+
+# Search and training name the two networks apart: DARTS searches 16 channels, trains 36.
+SCHEMA.register_foreign("network", _network_is_training)
+
+
 def defaults() -> dict:
     """Every key of a search config with its default (the darts space and first-order estimator)."""
     return SCHEMA.defaults()
@@ -100,8 +113,11 @@ def defaults() -> dict:
 def resolve_config(preset: str | None = None, config_file: str | Path | dict | None = None,
                    overrides: list[str] | dict | None = None) -> dict:
     """A full search config: the defaults <- ``preset`` <- ``config_file`` (a YAML path or a dict)
-    <- ``overrides`` (``["noise.lambda=0.1", ...]`` or a nested dict); every key and value checked."""
-    return config.resolve(preset, config_file, overrides, schema=SCHEMA)
+    <- ``overrides`` (``["noise.lambda=0.1", ...]`` or a nested dict); every key and value checked.
+    A data directory (and ``data.root``) is stored absolute: the run resumes from anywhere."""
+    cfg = config.resolve(preset, config_file, overrides, schema=SCHEMA)
+    config.absolute_data_paths(cfg["data"], data.DATASETS)
+    return cfg
 
 
 def validate(cfg: dict) -> None:

@@ -37,6 +37,7 @@ from ..nn import compiling, recompute
 from ..runtime import distributed, guard, runs
 from ..runtime.callbacks import as_callback, for_rank
 from ..data import make_batches, open_dataset, split_indices
+from ..data.record import DATA_RECORD, data_line, data_record
 from ..errors import UserError
 from ..methods.estimators import StepContext, build_estimator
 from ..methods.gradients import build_gradient_transform
@@ -99,6 +100,8 @@ class Searcher:
         if min(len(train_idx), len(val_idx)) < 1:
             raise UserError("the training set is too small to split into search-train and search-val halves")
         self.dataset = dataset
+        self.data_record = data_record(data, dataset)
+        self.images_used = len(indices)  # data.limit's sample, or the whole training split
         # Under torchrun, every rank draws the same global batches and keeps its slice.
         batches = functools.partial(make_batches, dataset, batch_size=cfg["batch_size"], data=data,
                                     channels_last=cfg["channels_last"], device=self.device,
@@ -345,6 +348,7 @@ class Searcher:
         if self.progress:
             print(runs.start_line("search", self.device, precision(cfg, self.device), self.run_dir, self.preset,
                                   resumed_at=self.start_epoch or None, world=self.world), flush=True)
+            print(data_line(cfg["data"], ("train",), self.images_used), flush=True)
         for epoch in range(self.start_epoch, last):
             if self.stopped is not None:
                 break
@@ -367,6 +371,8 @@ class Searcher:
             state = self.state_dict(epoch + 1)  # on every rank: it gathers their RNG states
             if not main:
                 continue
+            if not (self.run_dir / DATA_RECORD).is_file():  # with the first checkpoint: the run's data, resolved
+                atomic_write_text(self.run_dir / DATA_RECORD, json.dumps(self.data_record, indent=1) + "\n")
             append_jsonl(metrics_path, record)
             atomic_torch_save(state, self.run_dir / CHECKPOINT)
             if self.progress:

@@ -113,6 +113,8 @@ class Space:
     genotype_types: tuple[type, ...] = ()
     #: dataset families with an evaluation network and recipe, e.g. ("cifar", "imagenet")
     families: tuple[str, ...] = ("cifar",)
+    #: the dataset ``info`` sizes a genotype on when none is named (the one its papers report)
+    info_dataset: str = "cifar10"
     #: the smallest sizes that still exercise everything: ``{"space": {...}, "network": {...}}``
     #: overrides of the search config's space section and the training config's network section
     #: (the tests that run over every registered space use them; so can quick demos)
@@ -206,19 +208,27 @@ class Space:
         network with drop-path has a ``drop_path_prob`` attribute the trainer schedules."""
         raise NotImplementedError
 
-    def info(self, genotype, dataset: str = "cifar10") -> dict:
+    def info(self, genotype, dataset: str | None = None) -> dict:
         """``{"params_m", "multadds_m"}`` as the papers count them: parameters without auxiliary
-        heads, mult-adds for one image at the family's resolution (see :func:`count_multadds`)."""
-        num_classes, family = dataset_spec(dataset)
+        heads, mult-adds for one image at the family's resolution (see :func:`count_multadds`).
+        ``dataset`` None: the space's :attr:`info_dataset` (the one its papers size it on)."""
+        num_classes, family = dataset_spec(dataset or self.info_dataset)
         self.check_genotype(genotype)
         self.check_family(family)
-        network = self.network_defaults(family)
+        resolution = FAMILIES[family]
+        return self.measure(genotype, family, num_classes, self.network_defaults(family), resolution)
+
+    def measure(self, genotype, family: str, num_classes: int, network: dict, resolution: int,
+                in_channels: int = 3) -> dict:
+        """``{"params_m", "multadds_m"}`` of the network of ``genotype`` with exactly these settings
+        (a trained network's, as its run recorded them)."""
+        self.check_genotype(genotype)
+        self.check_family(family)
         # On the meta device: shapes only, no memory and no arithmetic, so counting is instant.
         with torch.device("meta"):
-            model = self.build_network(genotype, family, num_classes, network)
-        resolution = FAMILIES[family]
+            model = self.build_network(genotype, family, num_classes, network, in_channels)
         return {"params_m": round(count_params(model), 4),
-                "multadds_m": round(count_multadds(model, (1, 3, resolution, resolution)), 2)}
+                "multadds_m": round(count_multadds(model, (1, in_channels, resolution, resolution)), 2)}
 
     # --- pictures ---------------------------------------------------------------------------------
     def edge_labels(self, space_cfg: dict, kind: str, num_rows: int) -> list[str]:

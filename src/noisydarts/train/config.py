@@ -16,6 +16,14 @@ drop-path or cutout; the DARTS space's ``imagenet`` family: the mobile setting).
 picks the dataset family (``cifar``, ``imagenet``, ...), ``network`` holds the space's network
 keys (DARTS: channels, layers, auxiliary; NB201: channels, cells_per_stage).
 
+Names shared with the search config: the SGD of the network weights is the ``weights`` section
+(``weights.lr``, ``weights.momentum``, ... as in a search, plus ``weights.lr_schedule`` and
+``weights.nesterov``); the top-level names earlier versions used (``lr``, ``grad_clip``, ...)
+are still read in every layer (:data:`ALIASES`). ``space.<key>`` is read as ``network.<key>``
+for the space's network keys: a user coming from a search writes ``--set space.channels=36`` and
+sizes the trained network (the canonical name stays ``network.*``: the search's ``space.*``
+sizes its supernet, a different network). A data directory and ``data.root`` are stored absolute.
+
 Model selection: by default the final weights are the result (``weights.pt``), as the papers
 report them. ``selection: holdout`` holds ``data.holdout`` training images out of training and
 keeps the epoch with the best accuracy on them as ``best.pt``; ``selection: test`` selects on the
@@ -31,10 +39,10 @@ from pathlib import Path
 import yaml
 
 from .. import config
-from ..config import _merge, parse_overrides
+from ..config import _merge, absolute_data_paths, apply_aliases, parse_overrides
 from ..runtime.distributed import DEFAULTS as DISTRIBUTED_DEFAULTS
 from ..runtime.distributed import validate_section as validate_distributed
-from ..data import DATA_DEFAULTS
+from ..data import DATA_DEFAULTS, DATASETS
 from ..errors import UserError
 from ..models import GENOTYPE_FILE
 from ..spaces import space_of
@@ -47,18 +55,23 @@ DEFAULTS: dict = {
     "family": "cifar",           # the dataset family: picks the space's network and recipe
     "epochs": 600,
     "batch_size": 96,
-    "lr": 0.025,
-    "lr_schedule": "cosine",     # cosine (to 0) | linear (to 0)
-    "momentum": 0.9,
-    "nesterov": False,
-    "weight_decay": 3e-4,
-    "grad_clip": 5.0,            # null = no clipping
+    # SGD of the network weights (the same section a search config has, plus the schedule's shape)
+    "weights": {
+        "lr": 0.025,                 # SGD learning rate (old name: lr)
+        "lr_schedule": "cosine",     # cosine (to 0) | linear (to 0) (old name: lr_schedule)
+        "momentum": 0.9,             # SGD momentum (old name: momentum)
+        "nesterov": False,           # Nesterov momentum (old name: nesterov)
+        "weight_decay": 3e-4,        # L2 on the weights (old name: weight_decay)
+        "grad_clip": 5.0,            # gradient-norm clipping, null = none (old name: grad_clip)
+    },
     "label_smoothing": 0.0,
     "auxiliary_weight": 0.4,     # loss weight of the auxiliary head, when the network has one
     "drop_path_prob": 0.2,       # reached at the last epoch, linearly from 0
     "selection": "none",         # none | holdout | test: which epoch best.pt keeps (see above)
     "channels_last": True,
     "amp": "auto",
+    "plots": True,               # plots/ and report.{md,html} at the end of the run (noisydarts.train.callbacks)
+    "tensorboard": False,        # per-epoch scalars in RUN_DIR/tensorboard (needs tensorboard)
     "network": {},               # the space's network keys (from Space.network_defaults)
     "data": {"name": "cifar10", "root": None, "resolution": 32, "limit": None, "holdout": 0,
              "crop_padding": 4, "flip": True, "cutout": 16,
@@ -69,7 +82,11 @@ DEFAULTS: dict = {
 }
 
 #: Keys of a training config that may be null (a search config's are registered by their sections).
-config.register_keys(nullable={"grad_clip": float, "network.se": float, "network.activation": str})
+config.register_keys(nullable={"weights.grad_clip": float, "network.se": float, "network.activation": str})
+
+#: The names earlier versions gave the optimizer keys (top level), still read in every layer: a
+#: space's recipe, a search run's train section, a YAML file, --set, an old run's config.yaml.
+ALIASES = {key: f"weights.{key}" for key in DEFAULTS["weights"]}
 
 
 
@@ -106,11 +123,11 @@ def resolve_config(config: dict | str | Path | None = None, overrides: list[str]
         layers.append(("config", config))
     if overrides:
         layers.append(("--set", parse_overrides(overrides)))
+    space = space_of(arch) if arch is not None else get_space("darts")
     family = DEFAULTS["family"]
     for _, layer in layers:
         if isinstance(layer, dict):
             family = layer.get("family", family)
-    space = space_of(arch) if arch is not None else get_space("darts")
     if family is None or family == "":
         raise UserError(f"family needs a value: one of {', '.join(space.families)}")
     if not isinstance(family, str):
@@ -118,11 +135,18 @@ def resolve_config(config: dict | str | Path | None = None, overrides: list[str]
     space.check_family(family)
     cfg = copy.deepcopy(DEFAULTS)
     cfg["network"] = space.network_defaults(family)
-    _merge(cfg, space.recipe(family), f"the {space.name} space's {family} recipe", "")
-    for origin, layer in layers:
+    # A user coming from a search sizes the network as there (space.channels): the same key here.
+    aliases = {**ALIASES, **{f"space.{key}": f"network.{key}" for key in cfg["network"]}}
+    for origin, layer in [(f"the {space.name} space's {family} recipe", space.recipe(family)), *layers]:
+        layer = apply_aliases(layer, aliases, origin)
+        if isinstance(layer, dict) and isinstance(layer.get("space"), dict) and layer["space"]:
+            key = next(iter(layer["space"]))
+            raise UserError(f"{origin}: space.{key} is a search key; the trained network's size is network.* "
+                            f"({', '.join(cfg['network'])} for the {space.name} space)")
         _merge(cfg, layer, origin, "")
     validate(cfg)
     space.validate_network(cfg["network"], family)
+    absolute_data_paths(cfg["data"], DATASETS)
     return cfg
 
 
@@ -133,10 +157,14 @@ def validate(cfg: dict) -> None:
         (cfg["batch_size"] >= 1, "batch_size must be at least 1"),
         (0.0 <= cfg["drop_path_prob"] < 1.0, "drop_path_prob must be in [0, 1)"),
         (cfg["auxiliary_weight"] >= 0, "auxiliary_weight must be >= 0"),
-        (cfg["lr"] > 0, "lr must be > 0"),
-        (cfg["lr_schedule"] in ("cosine", "linear"), "lr_schedule must be cosine or linear"),
-        (cfg["grad_clip"] is None or cfg["grad_clip"] > 0, "grad_clip must be > 0 or null"),
+        (cfg["weights"]["lr"] > 0, "weights.lr must be > 0"),
+        (cfg["weights"]["lr_schedule"] in ("cosine", "linear"), "weights.lr_schedule must be cosine or linear"),
+        (cfg["weights"]["grad_clip"] is None or cfg["weights"]["grad_clip"] > 0, "weights.grad_clip must be > 0 or null"),
+        (cfg["weights"]["momentum"] >= 0 and cfg["weights"]["weight_decay"] >= 0,
+         "weights.momentum and weights.weight_decay must be >= 0"),
         (cfg["amp"] in ("auto", "on", "off"), "amp must be auto, on or off"),
+        (isinstance(cfg["plots"], bool), "plots must be true or false"),
+        (isinstance(cfg["tensorboard"], bool), "tensorboard must be true or false"),
         (cfg["selection"] in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}"),
         (cfg["data"]["limit"] is None or cfg["data"]["limit"] >= 1, "data.limit must be null or >= 1"),
         (cfg["data"]["holdout"] >= 0, "data.holdout (training images held out for selection) must be >= 0"),

@@ -12,6 +12,7 @@ config and the state dict, so that evaluate/export can rebuild the network.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import make_batches, open_dataset
+from ..data.record import DATA_RECORD, data_line, data_record
 from ..errors import UserError
 from ..runtime import distributed, guard
+from ..runtime.callbacks import for_rank
 from ..runtime.device import autocast
 from ..runtime.progress import progress_bar
 from ..runtime.rng import checkpoint_rng, restore_rng, seed_everything
-from ..runtime.runs import append_jsonl, atomic_torch_save, read_jsonl
+from ..runtime.runs import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
 from ..spaces import genotype_payload, space_of
+from .preprocessing import data_config
 
 CHECKPOINT, BEST, FINAL = "checkpoint.pt", "best.pt", "weights.pt"
 #: What a training checkpoint must hold (checked on ``--resume``).
@@ -66,11 +70,15 @@ class Trainer:
         train_set = open_dataset(d, "train", self.device)  # in memory on the device, or streamed from disk
         test_set = open_dataset(d, "test", self.device)
         self.num_classes = len(train_set.classes)
+        # What a user of the trained network needs besides its weights (weights files, exports).
+        self.classes, self.preprocessing = list(train_set.classes), data_config(d, train_set)
+        self.data_record = data_record(d, train_set)
         # A seeded sample (data.limit) of the training images, the first data.holdout of them held out.
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
         if d["holdout"] >= len(order):
             raise UserError(f"data.holdout={d['holdout']} leaves no training images out of {len(order)}: use fewer")
         holdout_idx, train_idx = order[: d["holdout"]].sort().values, order[d["holdout"]:].sort().values
+        self.images_used = len(order)
         test_idx = torch.arange(len(test_set))
         if d["limit"] is not None:  # a seeded sample of the test set too (it may be sorted by class)
             test_idx = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(cfg["seed"]))[: d["limit"]]
@@ -92,13 +100,18 @@ class Trainer:
                 self.model = distributed.convert_sync_batchnorm(self.model)
             distributed.broadcast_module(self.model)
             seed_everything(distributed.rank_seed(cfg["seed"], self.rank))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), cfg["lr"], momentum=cfg["momentum"],
-                                         weight_decay=cfg["weight_decay"], nesterov=cfg["nesterov"])
-        if cfg["lr_schedule"] == "cosine":
+        sgd = cfg["weights"]
+        self.optimizer = torch.optim.SGD(self.model.parameters(), sgd["lr"], momentum=sgd["momentum"],
+                                         weight_decay=sgd["weight_decay"], nesterov=sgd["nesterov"])
+        if sgd["lr_schedule"] == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, cfg["epochs"], eta_min=0.0)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0 - e / cfg["epochs"])
         self.start_epoch, self.best_acc = 0, None
+
+    def data_line(self) -> str:
+        """What data this run found and uses (printed after the start line)."""
+        return data_line(self.cfg["data"], ("train", "test"), self.images_used)
 
     def state_dict(self, next_epoch: int) -> dict:
         return {"epoch": next_epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -116,7 +129,7 @@ class Trainer:
         return {**genotype_payload(self.genotype), "family": self.cfg["family"], "network": self.cfg["network"],
                 "num_classes": self.num_classes, "data": self.cfg["data"]["name"],
                 "resolution": self.cfg["data"]["resolution"], "data_config": dict(self.cfg["data"]),
-                "selected_on": selected_on,
+                "selected_on": selected_on, "classes": self.classes, "preprocessing": self.preprocessing,
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
     def train_epoch(self, epoch: int) -> dict:
@@ -146,8 +159,8 @@ class Trainer:
                 params = [p for p in model.parameters() if p.grad is not None]
                 for p, g in zip(params, distributed.all_reduce_mean([p.grad for p in params], len(y))):
                     p.grad = g
-            if cfg["grad_clip"]:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            if cfg["weights"]["grad_clip"]:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg["weights"]["grad_clip"])
             self.optimizer.step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
@@ -171,8 +184,13 @@ class Trainer:
             record["holdout_acc"] = evaluate_model(self.model, self.holdout_batches, self.cfg, self.device)["top1"]
         return record
 
-    def run(self, stop_after: int | None = None) -> TrainResult:
+    def run(self, stop_after: int | None = None, callbacks=()) -> TrainResult:
+        """Train until ``stop_after`` (or all) epochs are done. ``callbacks``
+        (:class:`noisydarts.runtime.callbacks.Callback`, e.g. :mod:`noisydarts.train.callbacks`'
+        plots and TensorBoard): ``on_epoch(record, run_dir)`` once an epoch is in metrics.jsonl and
+        checkpoint.pt, ``on_end(result)`` at the end (also after ``stop_after``); rank 0 only."""
         cfg, metrics_path = self.cfg, self.run_dir / "metrics.jsonl"
+        callbacks = for_rank(callbacks, self.rank)
         last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], stop_after)
         selected_on = {"holdout": "holdout_acc", "test": "test_acc"}.get(cfg["selection"])
         main = self.rank == 0  # under torchrun, rank 0 alone writes the run directory and prints
@@ -182,7 +200,7 @@ class Trainer:
             record["epoch_time"] = round(time.perf_counter() - t0, 3)
             guard.check_epoch(epoch + 1, self.run_dir, "training", {k: record[k] for k in ("train_loss", "test_loss")},
                               {"weights": self.model.state_dict().values(),
-                               "optimizer state": guard.optimizer_tensors(self.optimizer)}, hint="lower lr",
+                               "optimizer state": guard.optimizer_tensors(self.optimizer)}, hint="lower weights.lr",
                               agree=distributed.agree_nonfinite if self.world > 1 else None)
             improved = selected_on and (self.best_acc is None or record[selected_on] > self.best_acc)
             if improved:  # the same verdict on every rank (the metrics are reduced over ranks)
@@ -190,6 +208,8 @@ class Trainer:
             state = self.state_dict(epoch + 1)  # on every rank: it gathers their RNG states
             if not main:
                 continue
+            if not (self.run_dir / DATA_RECORD).is_file():  # with the first checkpoint: the run's data, resolved
+                atomic_write_text(self.run_dir / DATA_RECORD, json.dumps(self.data_record, indent=1) + "\n")
             append_jsonl(metrics_path, record)
             if improved:
                 atomic_torch_save(self.weights_payload(cfg["selection"]), self.run_dir / BEST)
@@ -199,38 +219,47 @@ class Trainer:
                 print(f"epoch {record['epoch']}: train loss {record['train_loss']:.3f} acc {record['train_acc']:.1f} | "
                       f"test loss {record['test_loss']:.3f} acc {record['test_acc']:.2f}{holdout} | "
                       f"{record['epoch_time']:.1f}s", flush=True)
+            for cb in callbacks:
+                cb.on_epoch(record, self.run_dir)
         if not main:
             return TrainResult(test_acc=float("nan"), best_acc=self.best_acc, run_dir=self.run_dir, model=self.model)
         metrics = read_jsonl(metrics_path)
         if last == cfg["epochs"]:
             atomic_torch_save(self.weights_payload(), self.run_dir / FINAL)
         test_acc = metrics[-1]["test_acc"] if metrics else float("nan")
-        return TrainResult(test_acc=test_acc, best_acc=self.best_acc, run_dir=self.run_dir, metrics=metrics,
-                           model=self.model, selected_on=None if selected_on is None else cfg["selection"])
+        result = TrainResult(test_acc=test_acc, best_acc=self.best_acc, run_dir=self.run_dir, metrics=metrics,
+                             model=self.model, selected_on=None if selected_on is None else cfg["selection"])
+        for cb in callbacks:
+            cb.on_end(result)
+        return result
 
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, batches, cfg: dict, device) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` in eval mode. Under torchrun
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` in eval mode (top-5: None
+    with 5 classes or fewer, where it is 100 % by construction). Under torchrun
     with sharded ``batches``, each rank evaluates its slices and the sums are reduced."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     top1 = torch.zeros((), device=device, dtype=torch.long)
     top5 = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    seen, classes = 0, None
     with autocast(cfg, device):
         for x, y in batches.epoch(0):
             logits, _ = split_output(model(x))
             logits = logits.float()
+            classes = logits.shape[1]
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             k = min(5, logits.shape[1])
             hits = logits.topk(k, dim=1).indices == y[:, None]
             top1 += hits[:, 0].sum()
             top5 += hits.any(dim=1).sum()
             seen += len(y)
+    # Top-5 of 5 classes or fewer is 100 % whatever the network does: not reported (None).
+    informative = classes is None or classes > 5
     if getattr(batches, "world", 1) > 1:
         loss_total, top1_total, top5_total, seen = distributed.sum_over_ranks([loss_sum, top1, top5, seen])
-        return {"loss": loss_total / seen, "top1": 100.0 * top1_total / seen, "top5": 100.0 * top5_total / seen,
-                "images": int(seen)}
-    return {"loss": loss_sum.item() / seen, "top1": 100.0 * top1.item() / seen, "top5": 100.0 * top5.item() / seen,
-            "images": seen}
+        return {"loss": loss_total / seen, "top1": 100.0 * top1_total / seen,
+                "top5": 100.0 * top5_total / seen if informative else None, "images": int(seen)}
+    return {"loss": loss_sum.item() / seen, "top1": 100.0 * top1.item() / seen,
+            "top5": 100.0 * top5.item() / seen if informative else None, "images": seen}

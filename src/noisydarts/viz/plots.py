@@ -118,15 +118,17 @@ def load_run_data(run_dir: str | Path) -> RunData:
     """Read a run directory; anything that makes it unplottable is a :class:`UserError`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a directory: give the directory of a search run")
+        raise UserError(f"{run_dir} is not a directory: give the directory of a search or training run")
     metrics, cfg_path = run_dir / "metrics.jsonl", run_dir / "config.yaml"
     if not metrics.is_file() or not cfg_path.is_file():
-        raise UserError(f"{run_dir} has no metrics.jsonl and config.yaml: give the directory of a search run")
+        raise UserError(f"{run_dir} has no metrics.jsonl and config.yaml: give the directory of a search or "
+                        "training run")
     records = read_jsonl(metrics)
     if not records:
         raise UserError(f"{metrics} holds no finished epoch yet: plot the run after its first epoch")
     if any(not isinstance(r.get("alpha"), dict) or not r["alpha"] for r in records):
-        raise UserError(f"{metrics} has epochs without 'alpha' weights: is it a noisydarts search run?")
+        raise UserError(f"{run_dir} is neither a search run (its metrics.jsonl has epochs without 'alpha' weights) "
+                        "nor a training run (its config.yaml has no network section): give a noisydarts run directory")
     from ..runtime.guard import first_nonfinite_epoch
 
     if (bad := first_nonfinite_epoch(records)) is not None:

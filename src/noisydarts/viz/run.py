@@ -1,4 +1,6 @@
-"""Every picture of one run, written into ``RUN_DIR/plots/`` (``noisydarts plot``)."""
+"""Every picture of one run, written into ``RUN_DIR/plots/`` (``noisydarts plot``): a search run's
+(:mod:`noisydarts.viz.plots`) or a training run's (:mod:`noisydarts.viz.curves`), told apart by
+:func:`load_run`."""
 
 from __future__ import annotations
 
@@ -6,20 +8,32 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from .curves import CURVE_STEMS, FIGURES as CURVE_FIGURES, TrainRunData, is_training_run, load_train_data
 from .overlay import hessian_figure
 from .plots import (RunData, alpha_figure, cell_figure, dominant_figure, load_run_data, nb201_accuracy_figure,
                     save_figure)
 
 
-def plot_stems(data: RunData) -> list[str]:
+def load_run(run_dir: str | Path) -> RunData | TrainRunData:
+    """A search run's or a training run's data, by its config.yaml (a training run has a
+    ``network`` section and no ``space``); anything else gets the search loader, whose errors
+    say what is missing."""
+    return load_train_data(run_dir) if is_training_run(run_dir) else load_run_data(run_dir)
+
+
+def plot_stems(data: RunData | TrainRunData) -> list[str]:
     """The file stems of every picture of the run, in reading order."""
+    if isinstance(data, TrainRunData):
+        return list(CURVE_STEMS) + (["cells"] if data.genotype_text else [])
     stems = [f"alpha_{kind}" for kind in data.kinds] + ["dominant_ops"]
     stems += ["cells"] if data.genotype_text else []
     stems += ["hessian"] if any("hessian_eig" in r for r in data.records) else []  # the Hessian monitor's
     return stems + (["nb201_accuracy"] if data.has_benchmark_accuracy else [])
 
 
-def make_figure(data: RunData, stem: str) -> Figure | None:
+def make_figure(data: RunData | TrainRunData, stem: str) -> Figure | None:
+    if stem in CURVE_FIGURES:
+        return CURVE_FIGURES[stem](data)
     if stem.startswith("alpha_"):
         return alpha_figure(data, stem[len("alpha_"):])
     if stem == "hessian":
@@ -28,8 +42,8 @@ def make_figure(data: RunData, stem: str) -> Figure | None:
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write every plot of a run into ``RUN_DIR/plots/`` (PNG and SVG); return the files."""
-    data = load_run_data(run_dir)
+    """Write every plot of a search or training run into ``RUN_DIR/plots/`` (PNG and SVG); return the files."""
+    data = load_run(run_dir)
     out = data.run_dir / "plots"
     out.mkdir(exist_ok=True)
     paths = []
@@ -40,7 +54,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     return paths
 
 
-def up_to_date_plots(data: RunData) -> list[Path] | None:
+def up_to_date_plots(data: RunData | TrainRunData) -> list[Path] | None:
     """The run's PNGs if every one exists and is newer than the metrics and genotype, else None."""
     sources = [data.run_dir / n for n in ("metrics.jsonl", "genotype.json", "config.yaml")]
     newest = max(p.stat().st_mtime for p in sources if p.exists())

@@ -99,8 +99,8 @@ class DartsSpace(Space):
 
     def recipe(self, family: str) -> dict:
         if family == "imagenet":  # the DARTS mobile setting as NoisyDARTS / PC-DARTS train it
-            return {"epochs": 250, "batch_size": 128, "drop_path_prob": 0.0, "label_smoothing": 0.1, "lr": 0.5,
-                    "lr_schedule": "linear", "weight_decay": 3e-5,
+            return {"epochs": 250, "batch_size": 128, "drop_path_prob": 0.0, "label_smoothing": 0.1,
+                    "weights": {"lr": 0.5, "lr_schedule": "linear", "weight_decay": 3e-5},
                     "data": {"resolution": 224, "crop_padding": 0, "cutout": 0}}
         return {}  # noisydarts.train.DEFAULTS is the DARTS CIFAR protocol
 

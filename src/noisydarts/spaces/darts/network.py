@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ...errors import UserError
 from ...nn.ops import FactorizedReduce, ReLUConvBN, build_op
@@ -75,7 +76,11 @@ class Cell(nn.Module):
 
 
 class AuxiliaryHeadCIFAR(nn.Module):
-    """DARTS' auxiliary classifier on the 8x8 maps after the second reduction."""
+    """DARTS' auxiliary classifier on the 8x8 maps after the second reduction (32 px input).
+
+    At other resolutions (a search on a folder at 16 or 96 px hands its resolution on to
+    training) the maps are pooled to the same 2x2 by adaptive averaging, so the head keeps its
+    parameters and works at any size; at 32 px it is DARTS' 5x5 window, stride 3, exactly."""
 
     def __init__(self, C: int, num_classes: int):
         super().__init__()
@@ -88,7 +93,9 @@ class AuxiliaryHeadCIFAR(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
+        x = self.features[0](x)
+        x = self.features[1](x) if x.shape[-2:] == (8, 8) else F.adaptive_avg_pool2d(x, 2)
+        return self.classifier(self.features[2:](x).flatten(1))
 
 
 class AuxiliaryHeadImageNet(nn.Module):

@@ -39,6 +39,7 @@ class MBV2Space(Space):
     DEFAULTS = supernet.DEFAULTS
     genotype_types = (LayerwiseGenotype,)
     families = ("cifar", "imagenet")
+    info_dataset = "imagenet"  # NoisyDARTS-A is an ImageNet network (5.55 M, 447 M); CIFAR is its transfer
     TINY = {"space": {"width_mult": 0.1, "stem_stride": 1}, "network": {"width_mult": 0.1}}
 
     # --- search ---
@@ -83,12 +84,13 @@ class MBV2Space(Space):
 
     def recipe(self, family: str) -> dict:
         if family == "imagenet":  # ProxylessNAS' SGD recipe + EfficientNet-B0's drop-connect (see the docstring)
-            return {"epochs": 300, "batch_size": 256, "lr": 0.05, "lr_schedule": "cosine", "momentum": 0.9,
-                    "nesterov": True, "weight_decay": 4e-5, "grad_clip": None, "label_smoothing": 0.1,
+            return {"epochs": 300, "batch_size": 256, "label_smoothing": 0.1,
+                    "weights": {"lr": 0.05, "lr_schedule": "cosine", "momentum": 0.9, "nesterov": True,
+                                "weight_decay": 4e-5, "grad_clip": None},
                     "auxiliary_weight": 0.0, "drop_path_prob": 0.2,
                     "data": {"resolution": 224, "crop_padding": 0, "flip": True, "cutout": 0}}
         # NoisyDARTS Sec. 4.4 (NoisyDARTS-A-t); the rest of the DARTS protocol; cutout for AutoAugment.
-        return {"epochs": 200, "batch_size": 256, "lr": 0.05, "weight_decay": 0.0, "auxiliary_weight": 0.0,
+        return {"epochs": 200, "batch_size": 256, "weights": {"lr": 0.05, "weight_decay": 0.0}, "auxiliary_weight": 0.0,
                 "drop_path_prob": 0.1, "data": {"cutout": 16}}
 
     def validate_network(self, network: dict, family: str) -> None:

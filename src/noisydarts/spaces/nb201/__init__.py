@@ -258,8 +258,9 @@ class NB201Space(Space):
 
     def recipe(self, family: str) -> dict:
         # NAS-Bench-201 (Dong & Yang, 2020), Sec. 2.3: the same hyperparameters for every dataset.
-        return {"epochs": 200, "batch_size": 256, "lr": 0.1, "lr_schedule": "cosine", "momentum": 0.9,
-                "nesterov": True, "weight_decay": 5e-4, "grad_clip": None, "label_smoothing": 0.0,
+        return {"epochs": 200, "batch_size": 256, "label_smoothing": 0.0,
+                "weights": {"lr": 0.1, "lr_schedule": "cosine", "momentum": 0.9, "nesterov": True,
+                            "weight_decay": 5e-4, "grad_clip": None},
                 "auxiliary_weight": 0.0, "drop_path_prob": 0.0,
                 "data": {"crop_padding": 2 if family == "imagenet16" else 4, "flip": True, "cutout": 0,
                          "resolution": 16 if family == "imagenet16" else 32}}
