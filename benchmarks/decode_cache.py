@@ -10,7 +10,9 @@ the time includes starting Python and importing noisydarts and torch. Rows:
 * **cache off**: this code with ``data.cache=false`` (decoded in memory in every process);
 * **cold**: this code, empty cache directory (the first run decodes into it);
 * **warm**: the second and later runs;
-* **evaluate warm**: the test split, warm.
+* **evaluate warm**: the test split, warm;
+* **`noisydarts search`**: the whole command (config, run directory, data, supernet, optimizers),
+  from its process start to its start line, printed as epoch 1 begins: before, and warm.
 
 Every row: the median (and range) of ``--repeats`` runs; a cold run starts from an empty cache
 directory each time.
@@ -82,6 +84,29 @@ def run(src: Path, data: dict, split: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def search_start(src: Path, data: dict, out: Path) -> dict:
+    """Seconds from starting ``noisydarts search`` to its start line (epoch 1 begins); then it is stopped."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    sets = [f"data.{k}={'null' if v is None else v}" for k, v in data.items()]
+    argv = [sys.executable, "-m", "noisydarts", "search", "--set", "epochs=1", "--out", str(out)]
+    for item in sets:
+        argv += ["--set", item]
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.time()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seconds = None
+    for line in proc.stdout:
+        if line.startswith("search: starting"):
+            seconds = time.time() - start
+            break
+    proc.kill()
+    proc.wait()
+    shutil.rmtree(out, ignore_errors=True)
+    if seconds is None:
+        sys.exit(f"noisydarts search printed no start line: {' '.join(argv)}")
+    return {"import_s": float("nan"), "first_batch_s": seconds}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the image folder (default: %(default)s)")
@@ -123,6 +148,11 @@ def main() -> None:
                     rows.append((label, f"evaluate, before ({args.before_rev})", [run(before_src, base, "test") for _ in range(n)]))
                 run(src, mine, "test")  # fills the test split's entry
                 rows.append((label, "evaluate: test split, warm", [run(src, mine, "test") for _ in range(n)]))
+                if before_src is not None:
+                    rows.append((label, f"`noisydarts search` to epoch 1, before ({args.before_rev})",
+                                 [search_start(before_src, base, work / "run") for _ in range(n)]))
+                rows.append((label, "`noisydarts search` to epoch 1, warm",
+                             [search_start(src, mine, work / "run") for _ in range(n)]))
             size = sum(f.stat().st_size for f in work.glob(f"cache-{limit}/*.u8"))
             print(f"{label}: the cache of one run holds {size / 2**20:.0f} MiB", file=sys.stderr)
     finally:
@@ -132,7 +162,8 @@ def main() -> None:
     for label, name, results in rows:
         first = [r["first_batch_s"] for r in results]
         imported = statistics.median(r["import_s"] for r in results)
-        print(f"| {label} | {name} | {imported:.2f} | {statistics.median(first):.2f} ({min(first):.2f}-{max(first):.2f}) |")
+        shown = "-" if imported != imported else f"{imported:.2f}"  # NaN: not measured (the whole command)
+        print(f"| {label} | {name} | {shown} | {statistics.median(first):.2f} ({min(first):.2f}-{max(first):.2f}) |")
 
 
 if __name__ == "__main__":

