@@ -4,7 +4,6 @@ changed on disk, and finds a missing dataset once, before any run starts."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
