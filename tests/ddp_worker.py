@@ -143,7 +143,7 @@ def scenario_train(out: Path) -> None:
 
     cfg = resolve_config({"epochs": 1, "batch_size": 16, "network": {"channels": 4, "layers": 3, "auxiliary": False},
                           "lr": 0.05,
-                          "device": "cpu", "drop_path_prob": 0.0, "distributed": {"sync_bn": True},
+                          "device": "cpu", "drop_path_prob": 0.0, "distributed": {"sync_bn": True}, "plots": False,
                           "data": {"name": "cifar10-mini", "limit": 48, "resolution": 16, "cutout": 4}})
     result = train("noisydarts_a", cfg, out=out / "train", progress=False)
     save(out, "train", {"model": tensors_of(result.model), "test_acc": result.test_acc})

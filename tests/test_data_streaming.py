@@ -283,7 +283,7 @@ def test_streamed_training_and_evaluation_use_the_imagenet_views(tmp_path):
 
     root = make_folder(tmp_path / "ds", train=3, test=2, size=(70, 100))
     cfg = resolve_config({"epochs": 1, "batch_size": 4, "network": {"channels": 4, "layers": 3, "auxiliary": False},
-                          "device": "cpu", "data": {"name": str(root), "resolution": 72, "workers": 0}})
+                          "device": "cpu", "plots": False, "data": {"name": str(root), "resolution": 72, "workers": 0}})
     assert augment_style(cfg["data"]) == "imagenet" and not in_memory(cfg["data"])
     result = train("noisydarts_a", cfg, out=tmp_path / "run", progress=False)
     assert math.isfinite(result.metrics[0]["train_loss"])

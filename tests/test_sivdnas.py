@@ -541,7 +541,7 @@ def test_si_vdnas_search_in_the_darts_space_through_train_info_evaluate_export(t
     assert resolve_genotype(tmp_path / "search") == genotype
     assert "cells.png" in {p.name for p in plot_run(tmp_path / "search")}
     assert info(tmp_path / "search")["params_m"] > 0
-    trained = train(tmp_path / "search", {"epochs": 1, "batch_size": 16, "drop_path_prob": 0.3, "device": "cpu",
+    trained = train(tmp_path / "search", {"epochs": 1, "batch_size": 16, "drop_path_prob": 0.3, "device": "cpu", "plots": False,
                                           "network": {"channels": 4, "layers": 3},
                                           "data": {"name": "cifar10-mini", "limit": 32, "cutout": 0}},
                     out=tmp_path / "train", progress=False)

@@ -36,7 +36,7 @@ def tiny_search(space) -> dict:
 
 
 def tiny_training(space) -> dict:
-    return {"epochs": 1, "batch_size": 16, "network": space.TINY["network"], "device": "cpu",
+    return {"epochs": 1, "batch_size": 16, "network": space.TINY["network"], "device": "cpu", "plots": False,
             "data": {"name": "cifar10-mini", "limit": 32, "cutout": 0}}
 
 
