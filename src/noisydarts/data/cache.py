@@ -55,13 +55,12 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .folder import decode_sized, read_file
+from .folder import decode_sized, read_file, run_in_threads
 
 try:
     import fcntl
@@ -368,13 +367,7 @@ class DecodedImages:
         chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
         workers = min(4, os.cpu_count() or 1, len(chunks))
         try:
-            if workers <= 1:
-                for chunk in chunks:
-                    work(chunk)
-            else:
-                with ThreadPoolExecutor(workers) as pool:
-                    for _ in pool.map(work, chunks):  # re-raises the first error
-                        pass
+            run_in_threads(work, chunks, workers)
         finally:  # no msync: the kernel writes the pages back; a process killed now loses nothing, and a
             # power cut's torn rows fail their checksum
             if bar is not None:

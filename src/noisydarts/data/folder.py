@@ -483,12 +483,17 @@ def decode_files(files: Sequence[str | os.PathLike], resolution: int, workers: i
             if square is not None:
                 square[i] = was_square
 
-    starts = range(0, len(files), chunk)
-    if workers <= 1 or len(starts) <= 1:
-        for s in starts:
-            work(s)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(work, starts):  # re-raises the first error
-                pass
+    run_in_threads(work, range(0, len(files), chunk), workers)
     return out
+
+
+def run_in_threads(work: Callable, items: Sequence, workers: int) -> None:
+    """``work(item)`` for every item, in a pool of `workers` threads (in this thread when one is
+    enough); the first error is re-raised. Decoding releases the GIL, so threads run in parallel."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(work, items):  # re-raises the first error
+            pass

@@ -126,16 +126,24 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(runs: list[tuple[RunData, list[Path]]], out: Path, overlays: list[Path]) -> str:
-    parts = ["# noisydarts search report", ""]
-    summaries = [summary(d) for d, _ in runs]
+def _summary_rows(summaries: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The summary table: a column per run, a row per key (the first key, ``run``, is the header)."""
     keys = list(dict.fromkeys(k for s in summaries for k in s))
-    parts += ["## Summary", "", _md_table(["", *[s["run"] for s in summaries]],
-                                           [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]]), ""]
+    return ["", *[s["run"] for s in summaries]], [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]]
+
+
+def _markdown_head(kind: str, summaries: list[dict], out: Path, overlays: list[Path], training: bool) -> list[str]:
+    """Title, summary table and overlays of a search or training report (markdown)."""
+    parts = [f"# noisydarts {kind} report", "", "## Summary", "", _md_table(*_summary_rows(summaries)), ""]
     if overlays:
         parts += ["## The runs overlaid", ""]
         for png in overlays:
-            parts += [f"![{png.stem}]({Path(os.path.relpath(png, out)).as_posix()})", "", f"*{_caption(png)}*", ""]
+            parts += [f"![{png.stem}]({Path(os.path.relpath(png, out)).as_posix()})", "", f"*{_caption(png, training)}*", ""]
+    return parts
+
+
+def _markdown(runs: list[tuple[RunData, list[Path]]], out: Path, overlays: list[Path]) -> str:
+    parts = _markdown_head("search", [summary(d) for d, _ in runs], out, overlays, training=False)
     for data, pngs in runs:
         parts += [f"## {data.title}", "", f"Run directory: `{data.run_dir}`", "",
                   "### Final genotype" if data.finished else "### Genotype after the last epoch", "",
@@ -168,43 +176,55 @@ def _data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
+def _html_head(kind: str, summaries: list[dict], overlays: list[Path], training: bool) -> list[str]:
+    """Title, summary table and overlays of a search or training report (HTML)."""
+    body = [f"<h1>noisydarts {kind} report</h1>", "<h2>Summary</h2>",
+            _html_table(*_summary_rows(summaries), left_cols=len(summaries) + 1)]
+    if overlays:
+        body += ["<h2>The runs overlaid</h2>", *_figures(overlays, training), "<h2>Each run</h2>"]
+    return body
+
+
+def _html_run(data, several: bool, middle: list[str]) -> str:
+    """One run's section of a report: its title, directory, ``middle`` (what its kind shows), the
+    metrics per epoch and the config; folded (details) when the report has several runs."""
+    e = html.escape
+    head = (f'<details class="run"><summary>{e(data.title)}</summary>' if several
+            else f'<section class="run"><h2>{e(data.title)}</h2>')
+    cols = metric_columns(data.records)
+    return "\n".join([head, f"<p>Run directory: <code>{e(str(data.run_dir))}</code></p>", *middle,
+                      "<h3>Metrics per epoch</h3>",
+                      _html_table(cols, [[_fmt(r.get(c)) for c in cols] for r in data.records]),
+                      "<details><summary>Config</summary>",
+                      f"<pre>{e(yaml.safe_dump(data.config, sort_keys=False))}</pre></details>",
+                      "</details>" if several else "</section>"])
+
+
+def _html_page(title: str, body: list[str], columns: list[str]) -> str:
+    body = [*body, '<div class="runs">', *columns, "</div>"]  # the runs one below the other, at full width
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _figures(pngs: list[Path], training: bool) -> list[str]:
+    e = html.escape
+    return [f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}"><figcaption>{e(_caption(png, training))}'
+            "</figcaption></figure>" for png in pngs]
+
+
 def _html(runs: list[tuple[RunData, list[Path]]], overlays: list[Path]) -> str:
     e = html.escape
-    summaries = [summary(d) for d, _ in runs]
-    keys = list(dict.fromkeys(k for s in summaries for k in s))
-    body = ["<h1>noisydarts search report</h1>", "<h2>Summary</h2>",
-            _html_table(["", *[s["run"] for s in summaries]], [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]],
-                        left_cols=len(summaries) + 1)]
-    if overlays:
-        body.append("<h2>The runs overlaid</h2>")
-        body += [f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}"><figcaption>{e(_caption(png))}</figcaption></figure>'
-                 for png in overlays]
-        body.append("<h2>Each run</h2>")
-    several = len(runs) > 1
+    body = _html_head("search", [summary(d) for d, _ in runs], overlays, training=False)
     columns = []
     for data, pngs in runs:
-        head = (f'<details class="run"><summary>{e(data.title)}</summary>' if several
-                else f'<section class="run"><h2>{e(data.title)}</h2>')
-        col = [head, f"<p>Run directory: <code>{e(str(data.run_dir))}</code></p>",
-               f"<h3>{'Final genotype' if data.finished else 'Genotype after the last epoch'}</h3>",
-               f"<pre>{e(str(data.genotype_text))}</pre>"]
+        middle = [f"<h3>{'Final genotype' if data.finished else 'Genotype after the last epoch'}</h3>",
+                  f"<pre>{e(str(data.genotype_text))}</pre>"]
         if data.has_benchmark_accuracy:
             last = data.records[-1]
-            col.append("<h3>NAS-Bench-201 test accuracy</h3>" + _html_table(
+            middle.append("<h3>NAS-Bench-201 test accuracy</h3>" + _html_table(
                 list(NB201_ACCURACIES.values()), [[_fmt(last.get(k)) + "%" for k in NB201_ACCURACIES]]))
-        col.append("<h3>Plots</h3>")
-        for png in pngs:
-            col.append(f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}">'
-                       f"<figcaption>{e(_caption(png))}</figcaption></figure>")
-        cols = metric_columns(data.records)
-        col += ["<h3>Metrics per epoch</h3>", _html_table(cols, [[_fmt(r.get(c)) for c in cols] for r in data.records]),
-                "<details><summary>Config</summary>",
-                f"<pre>{e(yaml.safe_dump(data.config, sort_keys=False))}</pre></details>",
-                "</details>" if several else "</section>"]
-        columns.append("\n".join(col))
-    body += ['<div class="runs">', *columns, "</div>"]  # one below the other, at full width
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>noisydarts report</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+        columns.append(_html_run(data, len(runs) > 1, [*middle, "<h3>Plots</h3>", *_figures(pngs, False)]))
+    return _html_page("noisydarts report", body, columns)
 
 
 # --- a training run's report --------------------------------------------------------------------
@@ -249,15 +269,7 @@ def _result_lines(data: TrainRunData) -> list[str]:
 
 
 def _train_markdown(runs: list[tuple[TrainRunData, list[Path]]], out: Path, overlays: list[Path]) -> str:
-    parts = ["# noisydarts training report", ""]
-    summaries = [train_summary(d) for d, _ in runs]
-    keys = list(dict.fromkeys(k for s in summaries for k in s))
-    parts += ["## Summary", "", _md_table(["", *[s["run"] for s in summaries]],
-                                           [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]]), ""]
-    if overlays:
-        parts += ["## The runs overlaid", ""]
-        for png in overlays:
-            parts += [f"![{png.stem}]({Path(os.path.relpath(png, out)).as_posix()})", "", f"*{_caption(png, True)}*", ""]
+    parts = _markdown_head("training", [train_summary(d) for d, _ in runs], out, overlays, training=True)
     for data, pngs in runs:
         parts += [f"## {data.title}", "", f"Run directory: `{data.run_dir}`", "",
                   "### Result", "", *[f"- {line}" for line in _result_lines(data)], "",
@@ -273,35 +285,12 @@ def _train_markdown(runs: list[tuple[TrainRunData, list[Path]]], out: Path, over
 
 def _train_html(runs: list[tuple[TrainRunData, list[Path]]], overlays: list[Path]) -> str:
     e = html.escape
-    summaries = [train_summary(d) for d, _ in runs]
-    keys = list(dict.fromkeys(k for s in summaries for k in s))
-    body = ["<h1>noisydarts training report</h1>", "<h2>Summary</h2>",
-            _html_table(["", *[s["run"] for s in summaries]], [[k, *[s.get(k, "") for s in summaries]] for k in keys[1:]],
-                        left_cols=len(summaries) + 1)]
-    if overlays:
-        body.append("<h2>The runs overlaid</h2>")
-        body += [f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}"><figcaption>{e(_caption(png, True))}'
-                 "</figcaption></figure>" for png in overlays]
-        body.append("<h2>Each run</h2>")
-    several = len(runs) > 1
-    columns = []
-    for data, pngs in runs:
-        head = (f'<details class="run"><summary>{e(data.title)}</summary>' if several
-                else f'<section class="run"><h2>{e(data.title)}</h2>')
-        col = [head, f"<p>Run directory: <code>{e(str(data.run_dir))}</code></p>", "<h3>Result</h3>",
-               "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _result_lines(data)) + "</ul>",
-               "<h3>Architecture</h3>", f"<pre>{e(str(data.genotype_text))}</pre>", "<h3>Curves</h3>"]
-        col += [f'<figure><img src="{_data_uri(png)}" alt="{e(png.stem)}">'
-                f"<figcaption>{e(_caption(png, True))}</figcaption></figure>" for png in pngs]
-        cols = metric_columns(data.records)
-        col += ["<h3>Metrics per epoch</h3>", _html_table(cols, [[_fmt(r.get(c)) for c in cols] for r in data.records]),
-                "<details><summary>Config</summary>",
-                f"<pre>{e(yaml.safe_dump(data.config, sort_keys=False))}</pre></details>",
-                "</details>" if several else "</section>"]
-        columns.append("\n".join(col))
-    body += ['<div class="runs">', *columns, "</div>"]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>noisydarts training report"
-            f"</title><style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    body = _html_head("training", [train_summary(d) for d, _ in runs], overlays, training=True)
+    columns = [_html_run(data, len(runs) > 1, [
+        "<h3>Result</h3>", "<ul>" + "".join(f"<li>{e(line)}</li>" for line in _result_lines(data)) + "</ul>",
+        "<h3>Architecture</h3>", f"<pre>{e(str(data.genotype_text))}</pre>", "<h3>Curves</h3>", *_figures(pngs, True)])
+        for data, pngs in runs]
+    return _html_page("noisydarts training report", body, columns)
 
 
 def run_labels(datas: list[RunData | TrainRunData]) -> list[str]:
