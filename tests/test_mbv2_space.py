@@ -242,6 +242,13 @@ def test_info_command_sizes_noisydarts_a_at_224(capsys):
     assert json.loads(capsys.readouterr().out) == {"params_m": 5.5471, "multadds_m": 446.67}
     assert main(["info", "noisydarts_mbv2_a_plain", "--data", "imagenet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params_m"] == pytest.approx(4.8822)
+    # Without --data, a MobileNetV2-space architecture is sized as its paper reports it: on ImageNet at
+    # 224 px (not the CIFAR transfer network), under its old name too; a DARTS cell on CIFAR-10.
+    for name in ("noisydarts_mbv2_a", "noisydarts_A"):
+        assert main(["info", name]) == 0
+        out = capsys.readouterr().out
+        assert "5.547 M" in out and "446.7 M (imagenet, one image)" in out
+    assert info("noisydarts_a") == info("noisydarts_a", "cifar10")
 
 
 def test_network_keys_override_the_genotype():
