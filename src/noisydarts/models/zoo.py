@@ -9,8 +9,9 @@ its ``source``, the ``search`` setting that found it and the ``published`` CIFAR
 
 Names: no two differ only by case (the MobileNetV2 entries were ``noisydarts_A`` and
 ``noisydarts_A_plain``, a capital letter away from the DARTS cell ``noisydarts_a``). The old
-names are still found (:data:`OLD_NAMES`): :data:`ZOO` lists the names in use, but ``name in
-ZOO`` and :func:`get` accept an old one too, so every command that takes an architecture does.
+names are still found (:data:`OLD_NAMES`): :data:`ZOO` lists the names in use, and
+:func:`canonical`, :func:`get` and :func:`entry` accept an old one too, so every command that
+takes an architecture does.
 
 Two published parameter counts do not match their genotype, and the zoo says so
 (:data:`PARAMS_NOTES`): ``noisydarts_h`` is listed as 3.01 M but its genotype gives 3.10 M
@@ -45,16 +46,8 @@ def _entries() -> dict:
 OLD_NAMES = {"noisydarts_A": "noisydarts_mbv2_a", "noisydarts_A_plain": "noisydarts_mbv2_a_plain"}
 
 
-class _Names(tuple):
-    """The zoo's names (iterating, listing, joining: the names in use); ``in`` also accepts an old
-    name (:data:`OLD_NAMES`), which :func:`get` and :func:`entry` then find."""
-
-    def __contains__(self, name) -> bool:
-        return tuple.__contains__(self, name) or (isinstance(name, str) and name in OLD_NAMES)
-
-
-#: The zoo's names, in the order of the asset.
-ZOO: tuple[str, ...] = _Names(_entries())
+#: The zoo's names, in the order of the asset (the names in use; see :func:`canonical`).
+ZOO: tuple[str, ...] = tuple(_entries())
 
 
 def canonical(name: str) -> str:
