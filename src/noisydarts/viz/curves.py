@@ -27,9 +27,9 @@ from pathlib import Path
 import yaml
 from matplotlib.figure import Figure
 
-from ..errors import UserError, read_text
+from ..errors import UserError
 from ..runtime.runs import RUN_MARKERS, read_jsonl
-from .plots import DPI, _integer_epochs
+from .plots import DPI, _integer_epochs, read_config_mapping
 
 #: The metrics.jsonl keys a training run has at every epoch (what tells it from another file).
 REQUIRED = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -132,12 +132,7 @@ def load_train_data(run_dir: str | Path) -> TrainRunData:
         raise UserError(f"{run_dir} is not a directory: give the directory of a training run")
     if not metrics.is_file() or not cfg_path.is_file():
         raise UserError(f"{run_dir} has no metrics.jsonl and config.yaml: give the directory of a training run")
-    try:
-        config = yaml.safe_load(read_text(cfg_path, "the config.yaml of a training run")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]})") from e
-    if not isinstance(config, dict):
-        raise UserError(f"{cfg_path} does not hold a config mapping: is it a noisydarts training run?")
+    config = read_config_mapping(cfg_path, "training")
     records = read_jsonl(metrics)
     if not records:
         raise UserError(f"{metrics} holds no finished epoch yet: plot the run after its first epoch")

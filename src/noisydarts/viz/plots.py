@@ -114,6 +114,17 @@ class RunData:
         return f"{self.run_dir.name}{status}"
 
 
+def read_config_mapping(cfg_path: Path, kind: str) -> dict:
+    """The config.yaml of a ``kind`` (search, training) run as a mapping, or one line saying why not."""
+    try:
+        config = yaml.safe_load(read_text(cfg_path, f"the config.yaml of a {kind} run")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(config, dict):
+        raise UserError(f"{cfg_path} does not hold a config mapping: is it a noisydarts {kind} run?")
+    return config
+
+
 def load_run_data(run_dir: str | Path) -> RunData:
     """Read a run directory; anything that makes it unplottable is a :class:`UserError`."""
     run_dir = Path(run_dir)
@@ -134,12 +145,7 @@ def load_run_data(run_dir: str | Path) -> RunData:
     if (bad := first_nonfinite_epoch(records)) is not None:
         raise UserError(f"{metrics}: alpha is not finite from epoch {bad} on (the search diverged, or the file "
                         "is damaged): nothing to draw")
-    try:
-        config = yaml.safe_load(read_text(cfg_path, "the config.yaml of a search run")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{cfg_path} is not valid YAML ({str(e).splitlines()[0]})") from e
-    if not isinstance(config, dict):
-        raise UserError(f"{cfg_path} does not hold a config mapping: is it a noisydarts search run?")
+    config = read_config_mapping(cfg_path, "search")
     genotype_text, finished = records[-1].get("genotype"), False
     gpath = run_dir / "genotype.json"
     if gpath.is_file():
