@@ -73,3 +73,18 @@ def _decoded_image_cache(tmp_path_factory):
         os.environ.pop("NOISYDARTS_CACHE_DIR", None)
     else:
         os.environ["NOISYDARTS_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def no_tensorboard(monkeypatch):
+    """Imports of the tensorboard package fail, as where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def blocked(name, *a, **kw):
+        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)

@@ -238,19 +238,9 @@ def test_search_flags_set_plots_and_tensorboard():
     assert cli.search_config(args)["plots"] is True and cli.search_config(args)["tensorboard"] is False
 
 
-def test_tensorboard_missing_is_a_clear_user_error(monkeypatch):
-    import builtins
-
+def test_tensorboard_missing_is_a_clear_user_error(no_tensorboard):
     from noisydarts.search.callbacks import default_callbacks
 
-    real_import = builtins.__import__
-
-    def no_tensorboard(name, *a, **kw):
-        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
-            raise ImportError("No module named 'tensorboard'")
-        return real_import(name, *a, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     with pytest.raises(UserError, match="pip install tensorboard"):
         default_callbacks({"plots": False, "tensorboard": True})
     assert default_callbacks({"plots": False, "tensorboard": False}) == []

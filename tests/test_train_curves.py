@@ -6,7 +6,6 @@ as drawn after the interruption and at the end."""
 
 from __future__ import annotations
 
-import builtins
 import copy
 import json
 import os
@@ -164,15 +163,7 @@ def test_tensorboard_event_files_read_back(tmp_path):
     assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
 
 
-def test_missing_tensorboard_is_one_line_before_any_work(monkeypatch, tmp_path, capsys):
-    real_import = builtins.__import__
-
-    def no_tensorboard(name, *a, **kw):
-        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
-            raise ImportError("No module named 'tensorboard'")
-        return real_import(name, *a, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+def test_missing_tensorboard_is_one_line_before_any_work(no_tensorboard, tmp_path, capsys):
     code = main(["train", "noisydarts_a", "--tensorboard", "--set", "epochs=1", "--set", "data.name=cifar10-mini",
                  "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err

@@ -126,6 +126,15 @@ def sampled_stats(source: str, sample: tuple[str, ...], resolution: int,
 # What runs in the workers
 
 
+def decode_eval_view(blob: bytes, name: str, resolution: int) -> torch.Tensor:
+    """The test view of imagenet augmentation as uint8 ``[3, R, R]``: the shorter side resized to
+    R / 0.875, the centre crop (a JPEG decoded smaller when that loses nothing). What streamed
+    testing and :func:`noisydarts.predict` use."""
+    r = resolution
+    return imagenet_eval(decode_image(blob, name, lambda w, h: reduction(
+        CROP_FRACTION * min(w, h), CROP_FRACTION * min(w, h), r, r)), r)
+
+
 class LoadFailure:
     """A worker's one-line error, returned instead of a batch (re-raised as a UserError in the main process)."""
 
@@ -151,8 +160,7 @@ class _FolderSamples(Dataset):
         if self.style == "cifar":
             return decode_square(blob, name, r, self.split.resize)
         if not self.train:
-            return imagenet_eval(decode_image(blob, name, lambda w, h: reduction(
-                CROP_FRACTION * min(w, h), CROP_FRACTION * min(w, h), r, r)), r)
+            return decode_eval_view(blob, name, r)
         rng = np.random.default_rng((epoch_seed(self.seed, epoch), index))
         drawn = {}
 

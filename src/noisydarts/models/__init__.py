@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import ARCH_FORMS, UserError
 from ..errors import path_kind, read_text
+from ..runtime.runs import peek_run_config, run_kind
 from ..spaces import claim_genotype, dataset_spec, genotype_from_payload, space_of
 
 GENOTYPE_FILE = "genotype.json"
@@ -82,19 +83,11 @@ def resolve_genotype(source):
 
 
 def training_run(source) -> Path | None:
-    """The training run directory ``source`` names (its config.yaml has a ``network`` section), else None."""
+    """The training run directory ``source`` names, else None."""
     if not isinstance(source, (str, Path)):
         return None
     path = Path(str(source).strip()).expanduser()
-    if path_kind(path) != "dir" or path_kind(path / "config.yaml") != "file":
-        return None
-    import yaml
-
-    try:
-        raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
-        return None
-    return path if isinstance(raw, dict) and "network" in raw and "space" not in raw else None
+    return path if run_kind(path) == "train" else None
 
 
 def create_model(arch, dataset: str = "cifar10", *, num_classes: int | None = None, family: str | None = None,
@@ -134,11 +127,9 @@ def info(arch, dataset: str | None = None) -> dict:
 def trained_info(run: Path) -> dict:
     """Sizes of the network a training run trains: its config's family and network keys, and the
     classes, resolution and channels of its data (``data.json``; else its weights file)."""
-    import yaml
-
     from ..data.record import read_data_record
 
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    cfg = peek_run_config(run) or {}
     genotype = resolve_genotype(run)
     record = read_data_record(run)
     if record is None:

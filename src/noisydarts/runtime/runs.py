@@ -45,6 +45,28 @@ CHECKPOINT, CONFIG, LOCK = "checkpoint.pt", "config.yaml", ".lock"
 RUN_MARKERS = {"search": "space", "train": "network"}
 
 
+def peek_run_config(run_dir: str | Path) -> dict | None:
+    """A run directory's config.yaml as a mapping, or None when there is none or it does not read
+    (for telling kinds of runs apart; the commands that use a run read it with :func:`read_run_config`,
+    which says what is wrong)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def run_kind(run_dir: str | Path) -> str | None:
+    """``"search"`` or ``"train"``: which kind of run ``run_dir`` holds (:data:`RUN_MARKERS`), else None."""
+    raw = peek_run_config(run_dir) if path_kind(run_dir) == "dir" else None
+    if raw is None:
+        return None
+    kinds = [kind for kind, marker in RUN_MARKERS.items() if marker in raw]
+    return kinds[0] if len(kinds) == 1 else None
+
+
 # --- reading and writing files --------------------------------------------------------------------
 
 def _umask() -> int:

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 import torch.nn as nn
 
 from ..data import make_batches, open_dataset
@@ -25,7 +24,7 @@ from ..runtime.device import pick_device, precision
 from ..runtime.lifecycle import RunLifecycle
 from ..spaces import genotype_from_payload, genotype_payload, space_of
 from .callbacks import default_callbacks
-from .config import DEFAULTS, resolve_config, search_recipe
+from .config import DEFAULTS, resolve_config, search_recipe, search_run_config, search_run_dir
 from .preprocessing import export_metadata, trained_classes
 from .loop import BEST, CHECKPOINT_KEYS, FINAL, TrainResult, Trainer, evaluate_model
 
@@ -85,28 +84,10 @@ CARRIED_DATA_KEYS = ("name", "root", "resolution", "resize", "augment", "in_memo
                      "cache", "cache_dir")
 
 
-def search_run_dir(arch) -> Path | None:
-    """The search run directory ``arch`` names (the directory, or its genotype.json), else None."""
-    if not isinstance(arch, (str, Path)):
-        return None
-    path = Path(arch).expanduser()
-    run = path if path.is_dir() else path.parent if path.name == GENOTYPE_FILE else None
-    if run is None or runs.path_kind(run / "config.yaml") != "file":
-        return None
-    try:
-        raw = yaml.safe_load((run / "config.yaml").read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
-        return None
-    return run if isinstance(raw, dict) and runs.RUN_MARKERS["search"] in raw else None
-
-
 def carried_data(arch) -> dict:
     """The data section a search run hands on: its dataset, resolution and split (see
     :data:`CARRIED_DATA_KEYS`), so that ``noisydarts train RUN`` trains on what was searched."""
-    run = search_run_dir(arch)
-    if run is None:
-        return {}
-    section = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("data")
+    section = search_run_config(arch).get("data")
     if not isinstance(section, dict):
         return {}
     return {k: section[k] for k in CARRIED_DATA_KEYS if k in section and k in DEFAULTS["data"]}

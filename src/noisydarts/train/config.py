@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import yaml
 
 from .. import config
 from ..config import _merge, absolute_data_paths, apply_aliases, parse_overrides
@@ -45,6 +44,7 @@ from ..runtime.distributed import validate_section as validate_distributed
 from ..data import DATA_DEFAULTS, DATASETS
 from ..errors import UserError
 from ..models import GENOTYPE_FILE
+from ..runtime.runs import peek_run_config, run_kind
 from ..spaces import space_of
 
 SELECTIONS = ("none", "holdout", "test")
@@ -90,20 +90,26 @@ ALIASES = {key: f"weights.{key}" for key in DEFAULTS["weights"]}
 
 
 
+def search_run_dir(arch) -> Path | None:
+    """The search run directory ``arch`` names (the directory, or its genotype.json), else None."""
+    if not isinstance(arch, (str, Path)):
+        return None
+    path = Path(arch).expanduser()
+    run = path if path.is_dir() else path.parent if path.name == GENOTYPE_FILE else None
+    return run if run is not None and run_kind(run) == "search" else None
+
+
+def search_run_config(arch) -> dict:
+    """The config.yaml of the search run ``arch`` names, as written ({} when ``arch`` names none)."""
+    run = search_run_dir(arch)
+    return (peek_run_config(run) or {}) if run is not None else {}
+
+
 def search_recipe(arch) -> dict:
     """The evaluation settings a search carries for its architectures: the non-null entries of
     the ``train`` section of the search run's config.yaml when ``arch`` is a search run directory
     (or its genotype.json), e.g. PC-DARTS' drop-path 0.3; else nothing."""
-    if not isinstance(arch, (str, Path)):
-        return {}
-    path = Path(arch)
-    run = path if path.is_dir() else path.parent if path.name == GENOTYPE_FILE else None
-    if run is None or not (run / "config.yaml").is_file():
-        return {}
-    try:
-        section = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("train")
-    except (yaml.YAMLError, AttributeError, OSError):
-        return {}
+    section = search_run_config(arch).get("train")
     return {k: v for k, v in section.items() if v is not None} if isinstance(section, dict) else {}
 
 

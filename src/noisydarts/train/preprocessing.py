@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..data import augment_style, decode_image, list_images, normalize
-from ..data.augment import CROP_FRACTION, imagenet_eval
-from ..data.folder import IMAGE_EXTENSIONS, decode_square, read_file, reduction
+from ..data import augment_style, list_images, normalize
+from ..data.augment import CROP_FRACTION
+from ..data.folder import IMAGE_EXTENSIONS, decode_square, read_file
+from ..data.streaming import decode_eval_view
 from ..errors import UserError, path_kind
 
 CROP_MODES = ("squash", "square", "center")
@@ -79,9 +80,7 @@ def load_image(path: str | os.PathLike, cfg: dict) -> torch.Tensor:
     blob = read_file(path)
     if cfg["crop_mode"] != "center":
         return decode_square(blob, name, r, "crop" if cfg["crop_mode"] == "square" else "squash")
-    # The test view of imagenet augmentation, exactly as the streaming loader makes it.
-    x = decode_image(blob, name, lambda w, h: reduction(CROP_FRACTION * min(w, h), CROP_FRACTION * min(w, h), r, r))
-    return imagenet_eval(x, r)
+    return decode_eval_view(blob, name, r)  # exactly as the streaming loader tests
 
 
 def preprocess(images: torch.Tensor, cfg: dict) -> torch.Tensor:

@@ -24,11 +24,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from matplotlib.figure import Figure
 
 from ..errors import UserError
-from ..runtime.runs import RUN_MARKERS, read_jsonl
+from ..runtime.runs import read_jsonl, run_kind
 from .plots import DPI, _integer_epochs, read_config_mapping
 
 #: The metrics.jsonl keys a training run has at every epoch (what tells it from another file).
@@ -107,21 +106,9 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def read_run_config(run_dir: Path) -> dict | None:
-    """A run directory's config.yaml as a mapping, or None when it has none or it is damaged (the
-    loaders then say what is wrong)."""
-    try:
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 def is_training_run(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds a training run: its config.yaml has the training marker (a
-    ``network`` section) and not the search's (``space``)."""
-    config = read_run_config(Path(run_dir))
-    return config is not None and RUN_MARKERS["train"] in config and RUN_MARKERS["search"] not in config
+    """Whether ``run_dir`` holds a training run (:func:`noisydarts.runtime.runs.run_kind`)."""
+    return run_kind(run_dir) == "train"
 
 
 def load_train_data(run_dir: str | Path) -> TrainRunData:
