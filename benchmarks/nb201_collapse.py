@@ -1,8 +1,7 @@
 """Does DARTS collapse to skip connections in NAS-Bench-201, and do the remedies avoid it?
 
 A thin call of ``noisydarts compare`` (:func:`noisydarts.compare.compare`): the NB201 presets of
-every method (``nb201-darts``, ``nb201-noisydarts``, ``nb201-amended``, ``nb201-pc-darts``,
-``nb201-pc-darts-gp``, ``nb201-si-vdnas``; ``--methods`` picks some) on the same data and budget for
+every method (the 13 in ``METHODS``; ``--methods`` picks some) on the same data and budget for
 each seed, in parallel processes, resumable (run the same command again), ending with the table of
 mean ± std over the seeds (NB201 test accuracies of the derived cell, skip counts, search time) and
 OUT/report.html with the overlay plots.
@@ -12,10 +11,11 @@ their 50 epochs, so ``--epochs 10`` freezes it for round(15 * 10 / 50) = 3 (``--
 the presets' warm-up as it is, which must then be below ``--epochs``). The methods go to compare as
 (name, config) pairs, so their names stay the preset names.
 
-Example (the README's collapse budget: the full-depth supernet at 16x16 on 4,000 + 4,000 images)::
+Example (the 2026-12-07 table: every method x 4 seeds, the full-depth supernet at 8x8 on 4,000 +
+4,000 images, 5 epochs; docs/results/2026-12-07-collapse-benchmark.md)::
 
-    python benchmarks/nb201_collapse.py --seeds 0 1 2 --epochs 10 --data /work/data/cifar10 --out runs/collapse \\
-        --set data.limit=8000 --set data.resolution=16 --set plots=false --jobs 2 --threads 1
+    python benchmarks/nb201_collapse.py --seeds 0 1 2 3 --epochs 5 --data /work/data/cifar10 --out runs/collapse \\
+        --set data.limit=8000 --set data.resolution=8 --set plots=false --jobs 2 --threads 1
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from noisydarts.search import resolve_config
 from noisydarts.compare import compare
 from noisydarts.errors import UserError
 
-METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-amended", "nb201-pc-darts", "nb201-pc-darts-gp", "nb201-si-vdnas"]
+METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-noisydarts-release", "nb201-amended", "nb201-pc-darts",
+           "nb201-pc-darts-gp", "nb201-si-vdnas", "nb201-fairdarts", "nb201-darts-minus", "nb201-beta-darts",
+           "nb201-drnas", "nb201-sdarts-rs", "nb201-sdarts-adv"]
 
 
 def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: bool) -> dict:
@@ -43,7 +45,7 @@ def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: b
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--data", help="cifar10-mini, cifar10, or an image directory (default: the presets' cifar10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
