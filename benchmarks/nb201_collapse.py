@@ -35,12 +35,16 @@ METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-noisydarts-release", "nb201
 
 def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: bool) -> dict:
     """The preset with the overrides (``epochs=...`` among them); with ``keep_warmup``, its α warm-up
-    scaled to the same share of ``epochs`` as of the preset's own epochs."""
+    and DrNAS' stage boundaries scaled to the same share of ``epochs`` as of the preset's own epochs."""
     if not keep_warmup:
         return resolve_config(preset, None, overrides)
     own = config_lib.load_preset(preset)
-    warmup = round(own.get("warmup_epochs", 0) * epochs / own.get("epochs", epochs))
-    return resolve_config(preset, None, [f"warmup_epochs={warmup}", *overrides])
+    share = epochs / own.get("epochs", epochs)
+    scaled = [f"warmup_epochs={round(own.get('warmup_epochs', 0) * share)}"]
+    stages = own.get("drnas", {}).get("stage_epochs")
+    if stages:
+        scaled.append(f"drnas.stage_epochs=[{','.join(str(max(1, round(e * share))) for e in stages)}]")
+    return resolve_config(preset, None, [*scaled, *overrides])
 
 
 def main(argv=None) -> int:

@@ -173,6 +173,10 @@ class Schema:
         return cfg
 
     def validate(self, cfg: dict) -> None:
+        for section, registry in self._named.items():  # keys that follow from others first
+            normalize = getattr(registry[cfg[section]["name"]], "normalize", None)
+            if normalize is not None:
+                normalize(cfg)
         for _, validate in self._validators:
             validate(cfg)
         for section, registry in self._named.items():

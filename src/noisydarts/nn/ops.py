@@ -75,6 +75,22 @@ def batch_norm(C: int, affine: bool, track_stats: bool = True) -> nn.BatchNorm2d
     return nn.BatchNorm2d(C, affine=affine, track_running_stats=track_stats)
 
 
+class NoiseOp(nn.Module):
+    """RobustDARTS' ``noise`` operation (Zela et al., ICLR 2020, Sec. 4.1, space S4): its output
+    replaces every value of the (strided) input by a draw of N(0, 1); it has no parameters and
+    passes no gradient to its input. It draws in evaluation mode too, as in the RobustDARTS
+    release (``operations.py``), so a network with a ``noise`` edge is not deterministic."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        return torch.randn_like(x)
+
+
 class Zero(nn.Module):
     """The ``none`` operation. Mixed edges never call it (its output is zero), see mixed.py."""
 
@@ -181,6 +197,11 @@ class FactorizedReduce(nn.Module):
 @register_op("none")
 def _none(C, stride, affine, track_stats=True):
     return Zero(stride)
+
+
+@register_op("noise")
+def _noise(C, stride, affine, track_stats=True):
+    return NoiseOp(stride)
 
 
 @register_op("skip_connect")

@@ -97,7 +97,7 @@ for _module in (darts, nb201, amended, mbv2):
 
 # ``space.name`` picks a space from the registry (spaces registered later are found too).
 config.SEARCH.register_named("space", SPACES, default="darts", owner=__name__)
-config.register_keys(auto_or_bool=("space.checkpoint",))
+config.register_keys(auto_or_bool=("space.checkpoint",), nullable={"space.op_set": str})
 # A method part the chosen space cannot honour is refused with the config, before anything runs.
 config.SEARCH.register_check("space supports the method", lambda cfg: check_support(get_space(cfg), cfg),
                              owner=__name__)

@@ -124,6 +124,10 @@ class Space:
     supports: Support = Support()
 
     # --- search ---------------------------------------------------------------------------------
+    def normalize(self, cfg: dict) -> None:
+        """Fill ``space.*`` keys that follow from others, before any section is validated (the
+        DARTS space: ``space.op_set`` sets ``space.ops``); the saved config shows the result."""
+
     def validate(self, cfg: dict) -> None:
         """Range checks of the ``space.*`` keys of a resolved search config (UserError)."""
 

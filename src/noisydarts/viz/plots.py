@@ -46,6 +46,9 @@ OP_COLORS: dict[str, str] = {
     "dil_conv_5x5": "#bcbd22",
     "nor_conv_1x1": "#ff7f0e",
     "nor_conv_3x3": "#9467bd",
+    "noise": "#7f7f7f",  # RobustDARTS S4
+    # RobustDARTS S1: two ops per edge, a different pair on each edge (columns, not op names)
+    "op 1": "#393b79", "op 2": "#e7969c",
     # MobileNetV2 space: hue = kernel (3 purple, 5 green, 7 blue), light = expansion 3, dark = 6
     "mb3_k3": "#c5b0d5", "mb3_k5": "#98df8a", "mb3_k7": "#9ecae1",
     "mb6_k3": "#6a3d9a", "mb6_k5": "#33a02c", "mb6_k7": "#2171b5",

@@ -33,7 +33,7 @@ from ..darts.supernet import EDGES, DartsSupernet, _derive_cell
 EXAMPLE = "CellwiseGenotype(cells=[[(op, input), ...], ...], reductions=[False, ...], concat=[2, 3, 4, 5])"
 
 DEFAULTS = {
-    **darts_supernet.DEFAULTS,
+    **{key: value for key, value in darts_supernet.DEFAULTS.items() if key != "op_set"},  # RobustDARTS' are 8-cell
     "layers": 20,
     "edges": "fixed",
     "ops": ["skip_connect", "sep_conv_3x3"],

@@ -1,5 +1,6 @@
 """The DARTS cell space (Liu et al., 2019), as searched by NoisyDARTS, PC-DARTS and Amended-DARTS S1.
 
+* :mod:`.op_sets`: RobustDARTS' reduced spaces S1-S4 (``space.op_set``);
 * :mod:`.supernet`: the search cells, the supernet and the derivation (``space.*`` keys);
 * :mod:`.genotype`: :class:`Genotype`, its text and JSON forms, and :class:`VariableGenotype`
   (any number of ``(op, input)`` pairs per node: SI-VDNAS' variable operations and edges);
@@ -21,6 +22,7 @@ from ..base import CellGraph, Space
 from . import supernet
 from .genotype import Genotype, VariableGenotype
 from .network import NETWORKS, Cell, NetworkCIFAR, NetworkImageNet, drop_path
+from .op_sets import OP_SETS, columns
 from .supernet import EDGES, DartsSupernet, SearchCell, dense_edges, derive, derive_variable, fixed_edges
 
 C_PREV_PREV, C_PREV, C_OUT = "c\u2096\u208b\u2082", "c\u2096\u208b\u2081", "c\u2096"
@@ -48,7 +50,8 @@ def cell_graph(title: str, nodes, concat) -> CellGraph:
 
 class DartsSpace(Space):
     name = "darts"
-    description = "the DARTS cell space: normal and reduction cells, 14 mixed edges (or S1's 8 fixed ones)"
+    description = ("the DARTS cell space: normal and reduction cells, 14 mixed edges (or Amended-DARTS S1's 8 fixed "
+                   "ones); RobustDARTS' reduced spaces S1-S4 with space.op_set")
     DEFAULTS = supernet.DEFAULTS
     genotype_types = (Genotype, VariableGenotype)
     families = ("cifar", "imagenet")
@@ -57,6 +60,12 @@ class DartsSpace(Space):
     supports = Support(auxiliary_skip=True, weighting_derivation=True)
 
     # --- search ---
+    def normalize(self, cfg: dict) -> None:
+        """``space.op_set`` (RobustDARTS' S1-S4) replaces ``space.ops`` by its columns' names."""
+        name = cfg["space"].get("op_set")
+        if name in OP_SETS:
+            cfg["space"]["ops"] = columns(name)
+
     def validate(self, cfg: dict) -> None:
         supernet.validate(cfg)
 

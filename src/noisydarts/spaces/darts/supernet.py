@@ -12,6 +12,8 @@ takes its inputs from node ``i - 1`` and from c_{k-2} only (8 edges for 4 nodes)
 ops are searched and derivation keeps both edges. ``space.dropout`` (before the classifier) and
 ``space.aux_weight`` (an auxiliary head after the second reduction cell, weighted in the loss)
 bring the evaluation network's regularizers into search (Amended-DARTS' consistency options).
+``space.op_set`` (``s1``..``s4``) searches one of RobustDARTS' reduced spaces
+(:mod:`.op_sets`): S2-S4 set ``space.ops`` for every edge, S1 gives every edge its own op pair.
 ``space.checkpoint`` recomputes every mixed edge in the backward pass instead of keeping its
 internals (:mod:`noisydarts.nn.recompute`: the same numbers; ``auto``: on a GPU only).
 
@@ -38,6 +40,7 @@ from ...methods.weightings import build_weighting
 from ...nn.ops import NOISYDARTS_OPS, FactorizedReduce, ReLUConvBN, check_op_list
 from ...nn.supernet import Supernet
 from .genotype import Genotype, VariableGenotype
+from .op_sets import check_op_set, edge_ops as op_set_edge_ops
 
 DEFAULTS = {
     "channels": 16,
@@ -45,6 +48,7 @@ DEFAULTS = {
     "nodes": 4,
     "stem_multiplier": 3,
     "ops": list(NOISYDARTS_OPS),
+    "op_set": None,        # null (space.ops on every edge) | s1 | s2 | s3 | s4: RobustDARTS' spaces, replacing space.ops
     "edges": "dense",      # dense (every earlier node) | fixed (Amended-DARTS S1: node i-1 and c_{k-2})
     "dropout": 0.0,        # dropout before the classifier during search
     "aux_weight": 0.0,     # weight of an auxiliary head's loss (0 = no head; 0.4 in DARTS evaluation)
@@ -66,7 +70,9 @@ EDGES = {"dense": dense_edges, "fixed": fixed_edges}
 
 
 class SearchCell(nn.Module):
-    def __init__(self, edges, C_pp, C_p, C, reduction, reduction_prev, make_edge):
+    def __init__(self, edges, C_pp, C_p, C, reduction, reduction_prev, make_edge, edge_ops=None):
+        """``make_edge(op_names, C, stride)``; ``edge_ops``: each edge's op names (None: the
+        supernet's op list on every edge)."""
         super().__init__()
         self.reduction = reduction
         self.edge_list = list(edges)
@@ -74,7 +80,9 @@ class SearchCell(nn.Module):
         self.preprocess0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
         # Only edges leaving the cell inputs stride in a reduction cell.
-        self.edges = nn.ModuleList(make_edge(C, 2 if reduction and s < 2 else 1) for _, s in self.edge_list)
+        edge_ops = edge_ops if edge_ops is not None else [None] * len(self.edge_list)
+        self.edges = nn.ModuleList(make_edge(names, C, 2 if reduction and s < 2 else 1)
+                                   for names, (_, s) in zip(edge_ops, self.edge_list))
 
     def forward(self, s0, s1, weights, edge_weights=None, checkpoint: bool = False):
         """``weights``: the ``[edges, ops]`` op weights; ``edge_weights``: ``[edges]`` weights of
@@ -102,9 +110,13 @@ class DartsSupernet(Supernet):
                  stem_multiplier: int = 3, ops=NOISYDARTS_OPS, *, noise: nn.Module | None = None,
                  noise_on_reduction: bool = True, weighting: str = "softmax", partial_channels: int = 1,
                  edges=None, in_channels: int = 3, dropout: float = 0.0, aux_weight: float = 0.0,
-                 checkpoint: bool = False, op_transforms=None, auxiliary_skip: nn.Module | None = None):
+                 checkpoint: bool = False, op_transforms=None, auxiliary_skip: nn.Module | None = None,
+                 edge_ops: dict[str, list[list[str]]] | None = None):
+        """``ops``: the op names of the architecture matrices' columns, on every edge; or, with
+        ``edge_ops`` (``{kind: [op names of each edge]}``, RobustDARTS' S1), the columns' labels."""
         super().__init__()
         self.op_names = list(ops)
+        self.edge_ops = edge_ops
         self.auxiliary_skip = auxiliary_skip  # DARTS-: owned here once, scheduled by set_epoch, read by every edge
         self.checkpoint = checkpoint
         self.nodes = nodes
@@ -112,6 +124,9 @@ class DartsSupernet(Supernet):
         if any(s >= t for t, s in self.edge_list) or [t for t, _ in self.edge_list] != sorted(t for t, _ in self.edge_list):
             raise ValueError("edges must be (target, source) pairs sorted by target, with source < target")
         self.noise = noise
+        if edge_ops is not None and any(len(e) != len(self.edge_list) or {len(ops) for ops in e} != {len(self.op_names)}
+                                        for e in edge_ops.values()):
+            raise ValueError("edge_ops needs one op list per edge and cell type, each as long as ops")
         for kind in self.kinds:
             self.arch[f"alpha_{kind}"] = nn.Parameter(1e-3 * torch.randn(len(self.edge_list), len(self.op_names)))
         self.weighting = build_weighting(weighting, self.arch, self.kinds, [t for t, _ in self.edge_list])
@@ -121,8 +136,8 @@ class DartsSupernet(Supernet):
                 return op_transforms(stride)
             return {"skip_connect": noise} if noise is not None and (stride == 1 or noise_on_reduction) else None
 
-        def make_edge(C, stride):
-            return MixedEdge(self.op_names, C, stride, affine=False, bn_after_pool=True,
+        def make_edge(names, C, stride):
+            return MixedEdge(names or self.op_names, C, stride, affine=False, bn_after_pool=True,
                              op_transforms=transforms_for(stride), partial_channels=partial_channels,
                              auxiliary_skip=auxiliary_skip)
 
@@ -135,7 +150,8 @@ class DartsSupernet(Supernet):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            cell = SearchCell(self.edge_list, C_pp, C_p, C_curr, reduction, reduction_prev, make_edge)
+            cell = SearchCell(self.edge_list, C_pp, C_p, C_curr, reduction, reduction_prev, make_edge,
+                              self.edge_op_names("reduce" if reduction else "normal") if edge_ops else None)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, cell.num_nodes * C_curr
@@ -169,6 +185,12 @@ class DartsSupernet(Supernet):
         """The cell type (a key of ``self.arch``'s ``alpha_<kind>``) whose weights cell ``index`` uses."""
         return "reduce" if cell.reduction else "normal"
 
+    def edge_op_names(self, kind: str) -> list[list[str]]:
+        """Each edge's op names in cell type ``kind`` (the order of its alpha row)."""
+        if self.edge_ops is not None:
+            return [list(ops) for ops in self.edge_ops[kind]]
+        return [list(self.op_names) for _ in self.edge_list]
+
     def arch_edges(self) -> dict[str, list[tuple[int, int]]]:
         """Every cell type has the same edges: nodes 0, 1 are the cell inputs c_{k-2}, c_{k-1}."""
         return {kind: list(self.edge_list) for kind in self.kinds}
@@ -186,9 +208,9 @@ class DartsSupernet(Supernet):
         ``weighting.derivations``; None: its default) as a :class:`VariableGenotype`."""
         masks = self.keep_masks(derivation)
         if masks is not None:
-            return derive_variable(masks["normal"], masks["reduce"], self.op_names, self.edge_list)
+            return derive_variable(masks["normal"], masks["reduce"], self.op_names, self.edge_list, self.edge_ops)
         w = self.arch_weights()
-        return derive(w["normal"], w["reduce"], self.op_names, self.edge_list)
+        return derive(w["normal"], w["reduce"], self.op_names, self.edge_list, self.edge_ops)
 
     def epoch_metrics(self) -> dict:
         """The weighting's numbers and, where it offers more than one derivation, the genotypes
@@ -199,26 +221,37 @@ class DartsSupernet(Supernet):
         return out
 
 
+def _per_edge(op_names, num_edges: int) -> list[list[str]]:
+    """``op_names`` as one op list per edge: a flat list is every edge's."""
+    op_names = list(op_names)
+    if op_names and isinstance(op_names[0], (list, tuple)):
+        return [list(ops) for ops in op_names]
+    return [op_names] * num_edges
+
+
 def _derive_cell(weights: torch.Tensor, op_names, edge_list, keep: int = 2) -> list[tuple[str, int]]:
+    """``op_names``: the ops of every edge, or a list of each edge's ops (RobustDARTS' S1)."""
     weights = torch.as_tensor(weights, dtype=torch.float64)
-    if "none" in op_names:
-        weights = weights.clone()
-        weights[:, op_names.index("none")] = -1.0  # never chosen, never counts for an edge's rank
+    names = _per_edge(op_names, len(edge_list))
+    never = torch.tensor([[op == "none" for op in ops] for ops in names], dtype=torch.bool)
+    if never.any():
+        weights = weights.masked_fill(never, -1.0)  # never chosen, never counts for an edge's rank
     best_w, best_op = weights.max(dim=1)
     gene = []
     for target in sorted({t for t, _ in edge_list}):
         incoming = [k for k, (t, _) in enumerate(edge_list) if t == target]
         # Stable sort: ties go to the earlier edge, as in the DARTS release.
         ranked = sorted(incoming, key=lambda k: -float(best_w[k]))[:keep]
-        gene += [(op_names[int(best_op[k])], edge_list[k][1]) for k in ranked]
+        gene += [(names[k][int(best_op[k])], edge_list[k][1]) for k in ranked]
     return gene
 
 
-def derive(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list=None) -> Genotype:
+def derive(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list=None, edge_ops=None) -> Genotype:
     """Discretize a DARTS cell (Sec. 2.4 of DARTS): a pure function of the weight matrices.
 
     Per node, keep the 2 incoming edges with the largest non-``none`` weight and on each the
     non-``none`` op with the largest weight. ``none`` still counts in the softmax itself.
+    ``edge_ops``: ``{kind: [ops of each edge]}`` where edges differ (RobustDARTS' S1), else None.
     """
     op_names = list(op_names)
     if set(op_names) <= {"none"}:
@@ -226,22 +259,25 @@ def derive(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list=None)
     edge_list = list(edge_list) if edge_list is not None else dense_edges(_nodes_from_edges(len(normal)))
     nodes = len({t for t, _ in edge_list})
     concat = list(range(2, 2 + nodes))
-    return Genotype(normal=_derive_cell(normal, op_names, edge_list), normal_concat=concat,
-                    reduce=_derive_cell(reduce, op_names, edge_list), reduce_concat=concat)
+    ops = edge_ops or {"normal": op_names, "reduce": op_names}
+    return Genotype(normal=_derive_cell(normal, ops["normal"], edge_list), normal_concat=concat,
+                    reduce=_derive_cell(reduce, ops["reduce"], edge_list), reduce_concat=concat)
 
 
-def derive_variable(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list) -> VariableGenotype:
+def derive_variable(normal: torch.Tensor, reduce: torch.Tensor, op_names, edge_list, edge_ops=None) -> VariableGenotype:
     """A :class:`VariableGenotype` from bool ``[edges, ops]`` keep masks (a pure function): node
-    by node, every kept ``(op, input)`` pair, in edge order and then op order."""
-    op_names = list(op_names)
+    by node, every kept ``(op, input)`` pair, in edge order and then op order. ``edge_ops`` as
+    in :func:`derive`."""
+    ops = edge_ops or {"normal": list(op_names), "reduce": list(op_names)}
     targets = sorted({t for t, _ in edge_list})
 
-    def cell(mask):
+    def cell(mask, kind):
         mask = torch.as_tensor(mask).bool()
-        return [[(op_names[o], source) for k, (t, source) in enumerate(edge_list) if t == target
-                 for o in range(len(op_names)) if mask[k, o] and op_names[o] != "none"] for target in targets]
+        names = _per_edge(ops[kind], len(edge_list))
+        return [[(names[k][o], source) for k, (t, source) in enumerate(edge_list) if t == target
+                 for o in range(len(names[k])) if mask[k, o] and names[k][o] != "none"] for target in targets]
 
-    return VariableGenotype(cell(normal), targets, cell(reduce), targets)
+    return VariableGenotype(cell(normal, "normal"), targets, cell(reduce, "reduce"), targets)
 
 
 def _nodes_from_edges(num_edges: int) -> int:
@@ -257,17 +293,34 @@ def _nodes_from_edges(num_edges: int) -> int:
 def build(cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3) -> DartsSupernet:
     """Build the supernet from a resolved config's ``space`` section and the method's parts."""
     space = cfg["space"]
+    edges = EDGES[space["edges"]](space["nodes"])
+    edge_ops = op_set_edge_ops(space.get("op_set"), len(edges))
+    check_transformed_ops(space, edge_ops, parts)
     return DartsSupernet(num_classes, space["channels"], space["layers"], space["nodes"], space["stem_multiplier"],
                          space["ops"], noise=parts.skip_transform, noise_on_reduction=parts.skip_transform_on_reduction,
                          weighting=parts.weighting, partial_channels=parts.partial_channels, in_channels=in_channels,
-                         edges=EDGES[space["edges"]](space["nodes"]), dropout=space["dropout"],
+                         edges=edges, dropout=space["dropout"],
                          aux_weight=space["aux_weight"], checkpoint=resolve_checkpoint(space["checkpoint"], cfg.get("device")),
-                         op_transforms=parts.op_transforms, auxiliary_skip=parts.auxiliary_skip)
+                         op_transforms=parts.op_transforms, auxiliary_skip=parts.auxiliary_skip, edge_ops=edge_ops)
+
+
+def check_transformed_ops(space: dict, edge_ops, parts: MethodParts) -> None:
+    """A method part that acts on an op by name (NoisyDARTS' noise and the release's skip
+    drop-path act on ``skip_connect``) needs that op in the space: RobustDARTS' S4 has none."""
+    named = set(parts.op_transforms(1) or {})
+    present = {op for e in edge_ops.values() for ops in e for op in ops} if edge_ops else set(space["ops"])
+    missing = sorted(named - present)
+    if missing:
+        where = f"space.op_set={space['op_set']}" if space.get("op_set") else "space.ops"
+        raise UserError(f"this method acts on {', '.join(missing)}, which {where} does not have: "
+                        f"choose a method without it (e.g. --set noise.enabled=false) or another op set")
 
 
 def validate(cfg: dict) -> None:
     space = cfg["space"]
-    check_op_list(space["ops"])
+    check_op_set(space)
+    if space.get("op_set") != "s1":  # S1's columns are labels; its ops are checked in op_sets
+        check_op_list(space["ops"])
     check_checkpoint(space["checkpoint"])
     if space["edges"] not in EDGES:
         raise UserError(f"space.edges must be one of {', '.join(EDGES)}, got {space['edges']!r}")
