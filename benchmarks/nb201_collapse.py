@@ -35,7 +35,8 @@ METHODS = ["nb201-darts", "nb201-noisydarts", "nb201-noisydarts-release", "nb201
 
 def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: bool) -> dict:
     """The preset with the overrides (``epochs=...`` among them); with ``keep_warmup``, its α warm-up
-    and DrNAS' stage boundaries scaled to the same share of ``epochs`` as of the preset's own epochs."""
+    and DrNAS' stage boundaries scaled to the same share of ``epochs`` as of the preset's own epochs,
+    and its cutout to the same share of a ``data.resolution=`` override as of 32 px."""
     if not keep_warmup:
         return resolve_config(preset, None, overrides)
     own = config_lib.load_preset(preset)
@@ -44,6 +45,12 @@ def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: b
     stages = own.get("drnas", {}).get("stage_epochs")
     if stages:
         scaled.append(f"drnas.stage_epochs=[{','.join(str(max(1, round(e * share))) for e in stages)}]")
+    # Smaller images keep the cutout's share of the image (amended-s1's 16 px square is for 32 px;
+    # at 8 px it would blank every image, which the config refuses).
+    resolution = next((int(o.split("=", 1)[1]) for o in reversed(overrides) if o.startswith("data.resolution=")), None)
+    cutout = own.get("data", {}).get("cutout", 0)
+    if resolution and cutout:
+        scaled.append(f"data.cutout={max(1, round(cutout * resolution / 32))}")
     return resolve_config(preset, None, [*scaled, *overrides])
 
 

@@ -130,3 +130,27 @@ def test_unknown_flag_is_one_line(capsys):
         main(["search", "--bogus"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+
+
+#: The NB201 preset whose method `noisydarts search --data DIR` runs when no preset is named:
+#: the collapse benchmark's choice (docs/results/2026-12-07-collapse-benchmark.md).
+CHOSEN_DEFAULT = "nb201-si-vdnas"
+
+
+def test_search_on_your_own_data_starts_from_the_benchmarks_choice(tmp_path, capsys):
+    import yaml
+
+    from noisydarts.config import load_preset
+    from noisydarts.search import resolve_config
+
+    own, chosen = load_preset("own-data"), load_preset(CHOSEN_DEFAULT)
+    assert {k: v for k, v in own.items() if k != "description"} == {k: v for k, v in chosen.items() if k != "description"}
+    folder = tmp_path / "pets"
+    (folder / "cat").mkdir(parents=True)
+    code, out, _ = run_cli(["search", "--data", str(folder), "--print-config"], capsys)
+    assert code == 0 and yaml.safe_load(out) == resolve_config("own-data", overrides=[f"data.name={folder}"])
+    # the embedded demo data keeps the quick default, and a named preset always wins
+    code, out, _ = run_cli(["search", "--print-config"], capsys)
+    assert code == 0 and yaml.safe_load(out) == resolve_config("nb201-quick")
+    code, out, _ = run_cli(["search", "--data", str(folder), "--preset", "nb201-noisydarts", "--print-config"], capsys)
+    assert yaml.safe_load(out)["noise"]["enabled"] is True

@@ -427,3 +427,23 @@ def test_cifar_offline_raises_user_error(fake_cifar, tmp_path):
     message = str(info.value)
     assert fake_cifar.calls == [False, True]
     assert "download" in message and "--data" in message and "cifar10-mini" in message
+
+
+def test_a_cutout_that_blanks_every_image_is_refused_in_one_line():
+    """A cutout square of side >= 2R - 1 covers an R x R image wherever it is centred (DARTS' 16 px
+    square at 8 px): the supernet would see only blank images. One below that is accepted."""
+    import torch
+
+    from noisydarts.data.augment import augment
+    from noisydarts.errors import UserError
+    from noisydarts.search import resolve_config
+
+    with pytest.raises(UserError, match=r"data.cutout=16 blanks every 8 px image.*data.cutout=4"):
+        resolve_config("amended-s1", overrides=["data.resolution=8"])
+    assert resolve_config("amended-s1", overrides=["data.resolution=8", "data.cutout=14"])["data"]["cutout"] == 14
+    # the rule against the augmentation itself: side 2R - 1 blanks all of every image, side 2R - 2 does not
+    images = torch.full((64, 3, 8, 8), 200, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    for side, blank in ((16, True), (15, True), (14, False)):
+        out = augment(images, g, mean=(0, 0, 0), std=(1, 1, 1), crop_padding=0, flip=False, cutout=side)
+        assert bool((out == 0).all()) is blank

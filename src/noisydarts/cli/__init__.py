@@ -16,14 +16,15 @@ import sys
 from ..errors import UserError
 from .common import _common, _main_process, _Parser, _print_run_config, run_flags, seed_override
 
-from ..config import DEFAULT_PRESET  # noqa: E402  (no torch import: --help stays fast)
+from ..config import DATA_PRESET, DEFAULT_PRESET, DEMO_DATA, default_preset  # noqa: E402  (no torch import: --help stays fast)
 
 
 # --- search -------------------------------------------------------------------------------------
 
 def _add_search(sub) -> None:
     p = sub.add_parser("search", help="run an architecture search", description="Run an architecture search.")
-    p.add_argument("--preset", help=f"a named preset (default: {DEFAULT_PRESET}; see `noisydarts presets`)")
+    p.add_argument("--preset", help=f"a named preset (default: {DEFAULT_PRESET} on the embedded {DEMO_DATA}, "
+                                    f"{DATA_PRESET} with --data naming other data; see `noisydarts presets`)")
     p.add_argument("--data", metavar="NAME_OR_DIR", help="cifar10-mini (embedded), cifar10, cifar100, or an ImageFolder directory")
     run_flags(p, "runs/<timestamp>-<preset>")
     p.add_argument("--no-plots", action="store_true", help="no plots/ and report at the end (config key plots)")
@@ -43,8 +44,8 @@ def search_config(args) -> dict:
         overrides.append("plots=false")
     if getattr(args, "tensorboard", False):
         overrides.append("tensorboard=true")
-    # The layers are always: a preset (the default one unless --preset), then --config, then --set.
-    return resolve_config(args.preset or DEFAULT_PRESET, args.config, overrides)
+    # The layers are always: a preset (the default one for the data unless --preset), then --config, then --set.
+    return resolve_config(args.preset or default_preset(args.data), args.config, overrides)
 
 
 def _cmd_search(args) -> int:
@@ -65,7 +66,7 @@ def _cmd_search(args) -> int:
 
             print(dump(cfg), end="")
             return 0
-        label = args.preset or DEFAULT_PRESET
+        label = args.preset or default_preset(args.data)
         result = search(cfg, out=args.out, progress=not args.no_progress, label=label)
     if not _main_process():
         return 0  # under torchrun, rank 0 prints

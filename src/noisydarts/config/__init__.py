@@ -28,6 +28,17 @@ from .schema import (AUTO_OR_BOOL, NULLABLE, ON_OFF_WORDS, PROVENANCE, Schema, a
 
 #: What `noisydarts search` and `noisydarts.search()` run when given no configuration.
 DEFAULT_PRESET = "nb201-quick"
+#: What `noisydarts search --data DIR` runs when no preset is named (any data but the embedded
+#: demo set): the method the collapse benchmark chose (docs/results/2026-12-07-collapse-benchmark.md).
+DATA_PRESET = "own-data"
+#: The embedded demo data, which the quick default preset is sized for.
+DEMO_DATA = "cifar10-mini"
+
+
+def default_preset(data: str | None = None) -> str:
+    """The preset a search starts from when none is named: :data:`DATA_PRESET` for a user's data
+    (``--data`` naming anything but the embedded demo set), else :data:`DEFAULT_PRESET`."""
+    return DATA_PRESET if data not in (None, DEMO_DATA) else DEFAULT_PRESET
 
 #: The search config: every component that has search settings registers its section here.
 SEARCH = Schema("search")
@@ -36,8 +47,8 @@ SEARCH = Schema("search")
 _merge = merge
 _check = check
 
-__all__ = ["AUTO_OR_BOOL", "DEFAULT_PRESET", "NULLABLE", "ON_OFF_WORDS", "PROVENANCE", "SEARCH", "Schema",
-           "absolute_data_paths", "apply_aliases", "check", "check_choice", "dump", "load_preset", "load_yaml", "merge",
+__all__ = ["AUTO_OR_BOOL", "DATA_PRESET", "DEFAULT_PRESET", "DEMO_DATA", "NULLABLE", "ON_OFF_WORDS", "PROVENANCE", "SEARCH", "Schema",
+           "absolute_data_paths", "apply_aliases", "check", "check_choice", "default_preset", "dump", "load_preset", "load_yaml", "merge",
            "parse_overrides", "preset_names", "preset_text", "register_keys", "resolve", "suggest"]
 
 

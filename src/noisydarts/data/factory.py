@@ -122,6 +122,11 @@ def validate_data_config(data: dict) -> None:
     check(workers is None or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0),
           f"data.workers must be a whole number >= 0 (0: decode in the main process) or null (one per core), got {workers!r}")
     check(style in ("auto", *AUGMENTS), f"data.augment must be auto, cifar or imagenet, got {style!r}")
+    cutout, resolution = data.get("cutout") or 0, data.get("resolution")
+    # A square of side >= 2R - 1 centred anywhere in an R x R image covers all of it: every image blank.
+    check(not (isinstance(resolution, int) and isinstance(cutout, int) and cutout >= 2 * resolution - 1),
+          f"data.cutout={cutout} blanks every {resolution} px image (the cutout square covers it wherever it is "
+          f"centred): lower it, e.g. data.cutout={max(1, resolution // 2)} (DARTS' 16 is for 32 px), or 0")
     jitter = _option(data, "color_jitter")
     check(isinstance(jitter, (int, float)) and not isinstance(jitter, bool) and 0 <= jitter < math.inf,
           f"data.color_jitter must be a number >= 0 (0: off), got {jitter!r}")
