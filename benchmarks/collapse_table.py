@@ -9,7 +9,7 @@ own best), the skip count after every epoch seed by seed, the supernet's final t
 ``python benchmarks/collapse_table.py runs/robust-s2`` (a DARTS-space comparison:
 benchmarks/robust_darts_collapse.py) prints the skip connections of the normal and reduction
 cells (final mean ± std, per epoch seed by seed), how many seeds ended with a normal cell of 6 or
-more of its 8 edges on skip_connect, and the size of the evaluation network the cell gives (DARTS'
+more of its 8 edges on skip_connect (a cell that keeps any number of ops, SI-VDNAS': 3/4 of them), and the size of the evaluation network the cell gives (DARTS'
 CIFAR network: C=36, 20 cells, without the auxiliary head).
 
 Times are the sum of the epochs' times (the search itself, without the process start, the data and
@@ -82,9 +82,12 @@ def darts_table(methods) -> list[str]:
         done = [r for _, r in runs if r]
         finals = [r[-1] for r in done]
         normal = [f["skip_normal"] for f in finals]
+        kept = [f.get("ops_normal", 8) for f in finals]  # a VariableGenotype (SI-VDNAS) keeps any number
         params = [space.info(space.parse(f["genotype"]), "cifar10")["params_m"] for f in finals]
-        rows.append([name, mean_std(normal), mean_std([f["skip_reduce"] for f in finals]),
-                     f"{sum(n >= 6 for n in normal)} / {len(finals)}",
+        of = f" (of {mean_std(kept, 1)} kept)" if any(k != 8 for k in kept) else ""
+        of_reduce = f" (of {mean_std([f.get('ops_reduce', 8) for f in finals], 1)} kept)" if of else ""
+        rows.append([name, mean_std(normal) + of, mean_std([f["skip_reduce"] for f in finals]) + of_reduce,
+                     f"{sum(n >= 0.75 * k for n, k in zip(normal, kept))} / {len(finals)}",
                      " / ".join("".join(str(e["skip_normal"]) for e in r) for r in done),
                      " / ".join("".join(str(e["skip_reduce"]) for e in r) for r in done),
                      mean_std(params, 2), f"{mean_std([f['train_acc'] for f in finals], 1)} %",

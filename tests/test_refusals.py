@@ -69,7 +69,7 @@ def test_a_run_refused_by_a_broken_image_can_be_run_again_once_it_is_fixed(comma
     sets = ["data.in_memory=false", "data.workers=0", "data.augment=imagenet", "data.resolution=8", "batch_size=4",
             "epochs=1", "plots=false", "device=cpu"]
     if command == "search":
-        argv = ["search", "--data", str(data), "--set", "data.limit=null", "--set", "space.channels=4"]
+        argv = ["search", "--preset", "nb201-quick", "--data", str(data), "--set", "data.limit=null", "--set", "space.channels=4"]
     else:
         argv = ["train", "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|", "--data",
                 str(data), "--set", "network.channels=4", "--set", "network.cells_per_stage=1"]
