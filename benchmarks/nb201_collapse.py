@@ -54,31 +54,47 @@ def method_config(preset: str, epochs: int, overrides: list[str], keep_warmup: b
     return resolve_config(preset, None, [*scaled, *overrides])
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+def comparison_flags(p: argparse.ArgumentParser, methods: list[str], seeds: list[int]) -> None:
+    """The flags every collapse comparison takes (this script's and robust_darts_collapse.py's)."""
+    p.add_argument("--seeds", type=int, nargs="+", default=seeds)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--data", help="cifar10-mini, cifar10, or an image directory (default: the presets' cifar10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="the comparison's directory (run the same command again to continue)")
     p.add_argument("--jobs", type=int, help="runs at a time (default: one per CPU core)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
-    p.add_argument("--keep-warmup", choices=["share", "off"], default="share",
-                   help="share: scale each preset's alpha warm-up to the same share of --epochs (default); "
-                        "off: keep it as it is")
-    args = p.parse_args(argv)
-    overrides = [*args.overrides, f"epochs={args.epochs}"] + ([f"data.name={args.data}"] if args.data else [])
+    p.add_argument("--methods", nargs="+", choices=methods, default=methods)
+
+
+def run_comparison(args, methods, overrides: list[str]) -> int:
+    """``noisydarts compare`` of ``methods`` (``(name, config)`` pairs, or a callable giving them, so
+    that a refused config is the same one-line error); exit code 0, 1 (a run failed) or 2."""
     try:
-        methods = [(m, method_config(m, args.epochs, overrides, args.keep_warmup == "share")) for m in args.methods]
-        for name, cfg in methods:
-            if cfg["warmup_epochs"]:
-                print(f"{name}: alpha frozen for the first {cfg['warmup_epochs']} of {args.epochs} epochs")
+        methods = methods() if callable(methods) else methods
         result = compare(methods, args.seeds, overrides, out=args.out, jobs=args.jobs, threads=args.threads)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 1 if result.failed else 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    comparison_flags(p, METHODS, [0, 1, 2, 3])
+    p.add_argument("--keep-warmup", choices=["share", "off"], default="share",
+                   help="share: scale each preset's alpha warm-up to the same share of --epochs (default); "
+                        "off: keep it as it is")
+    args = p.parse_args(argv)
+    overrides = [*args.overrides, f"epochs={args.epochs}"] + ([f"data.name={args.data}"] if args.data else [])
+
+    def methods():
+        planned = [(m, method_config(m, args.epochs, overrides, args.keep_warmup == "share")) for m in args.methods]
+        for name, cfg in planned:
+            if cfg["warmup_epochs"]:
+                print(f"{name}: alpha frozen for the first {cfg['warmup_epochs']} of {args.epochs} epochs")
+        return planned
+
+    return run_comparison(args, methods, overrides)
 
 
 if __name__ == "__main__":

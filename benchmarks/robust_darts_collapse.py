@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nb201_collapse import method_config
-
-from noisydarts.compare import compare
-from noisydarts.errors import UserError
+from nb201_collapse import comparison_flags, method_config, run_comparison
 
 #: Each method's DARTS-space CIFAR-10 preset ("darts" stands for darts-s2 / darts-s3).
 METHODS = ["darts", "noisydarts-cifar10", "noisydarts-cifar10-release", "amended-s1", "pc-darts-cifar10",
@@ -47,25 +44,13 @@ def own_overrides(preset: str, op_set: str) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--op-set", choices=["s1", "s2", "s3", "s4"], required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--data", help="cifar10-mini, cifar10, or an image directory (default: the presets' cifar10)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True, help="the comparison's directory (run the same command again to continue)")
-    p.add_argument("--jobs", type=int, help="runs at a time (default: one per CPU core)")
-    p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    comparison_flags(p, METHODS, [0, 1])
     args = p.parse_args(argv)
     overrides = [f"space.op_set={args.op_set}", "space.edges=dense", *args.overrides, f"epochs={args.epochs}"]
     overrides += [f"data.name={args.data}"] if args.data else []
     presets = [f"darts-{args.op_set}" if m == "darts" else m for m in args.methods]
-    try:
-        methods = [(m, method_config(m, args.epochs, overrides + own_overrides(m, args.op_set), True)) for m in presets]
-        result = compare(methods, args.seeds, overrides, out=args.out, jobs=args.jobs, threads=args.threads)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 1 if result.failed else 0
+    return run_comparison(args, lambda: [(m, method_config(m, args.epochs, overrides + own_overrides(m, args.op_set), True))
+                                         for m in presets], overrides)
 
 
 if __name__ == "__main__":
