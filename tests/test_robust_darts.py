@@ -165,7 +165,10 @@ def test_refusals_name_the_problem_in_one_line():
         s_config("darts-cifar10", "s1", edges="fixed")
     for preset in ("noisydarts-cifar10", "noisydarts-cifar10-release"):  # noise / skip drop-path on skips
         with pytest.raises(UserError, match=r"acts on skip_connect, which space.op_set=s4 does not have"):
-            DARTS.build_supernet(s_config(preset, "s4"), 10)
+            s_config(preset, "s4")  # refused with the config, before anything runs
+    with pytest.raises(UserError, match=r"noise.skip_drop_path=0.3 .*acts on skip_connect, which space.ops does not have"):
+        noisydarts.resolve_config("nb201-noisydarts-release", {"space": {"ops": ["none", "nor_conv_3x3"]},
+                                                               "noise": {"enabled": False}})
     with pytest.raises(UserError, match="op_set"):  # Amended-DARTS' deep space has its own op list
         noisydarts.resolve_config("amended-s2", {"space": {"op_set": "s2"}})
 

@@ -128,6 +128,11 @@ def check_support(space, cfg: dict) -> None:
         refuse("noise.enabled", "true", "NoisyDARTS skip noise", "set noise.enabled=false")
     if p and not support.skip_drop_path:
         refuse("noise.skip_drop_path", p, "the NoisyDARTS release's skip drop-path", "set noise.skip_drop_path=0")
+    problem = space.skip_op_problem(cfg["space"]) if (noise["enabled"] or p) and hasattr(space, "skip_op_problem") else None
+    if problem:  # the skip transforms act on the skip op by name: an op set without it would leave them idle
+        key, value, what = (("noise.enabled", "true", "NoisyDARTS skip noise") if noise["enabled"] else
+                            ("noise.skip_drop_path", p, "the NoisyDARTS release's skip drop-path"))
+        refuse(key, value, what, f"{problem}; set {key}={'false' if noise['enabled'] else 0} or choose another op set")
     if cfg.get("aux_skip", {}).get("enabled") and not support.auxiliary_skip:
         refuse("aux_skip.enabled", "true", "the DARTS- auxiliary skip", "set aux_skip.enabled=false")
     if not support.weighting_derivation and weighting in WEIGHTINGS:

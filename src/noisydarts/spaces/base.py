@@ -135,6 +135,11 @@ class Space:
         """Why PC-DARTS' ``K = k`` does not fit this space's sizes (the fix, as one clause), or None."""
         return None
 
+    def skip_op_problem(self, space_cfg: dict) -> str | None:
+        """Why the NoisyDARTS skip transforms (noise, skip drop-path) would find no op to act on in
+        this ``space`` section (one clause), or None."""
+        return None
+
     def method_parts(self, cfg: dict) -> MethodParts:
         """The method's parts of a resolved search config, after :func:`check_support` (a space
         reads the method only through these, never the ``edge``/``noise``/``vdnas`` sections)."""

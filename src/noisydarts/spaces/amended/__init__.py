@@ -152,6 +152,9 @@ class AmendedS2Space(Space):
     def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
         return darts_supernet.partial_channels_problem(space_cfg, k)
 
+    def skip_op_problem(self, space_cfg: dict) -> str | None:
+        return darts_supernet.skip_op_problem(space_cfg)
+
     def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
         return build(cfg, parts, num_classes, in_channels)
 

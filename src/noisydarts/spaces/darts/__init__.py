@@ -72,6 +72,9 @@ class DartsSpace(Space):
     def partial_channels_problem(self, space_cfg: dict, k: int) -> str | None:
         return supernet.partial_channels_problem(space_cfg, k)
 
+    def skip_op_problem(self, space_cfg: dict) -> str | None:
+        return supernet.skip_op_problem(space_cfg)
+
     def make_supernet(self, cfg: dict, parts, num_classes: int, in_channels: int = 3):
         return supernet.build(cfg, parts, num_classes, in_channels)
 

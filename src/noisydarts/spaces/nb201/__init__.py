@@ -219,6 +219,11 @@ class NB201Space(Space):
             return f"space.channels={space_cfg['channels']} must be a multiple of edge.partial_channels"
         return None
 
+    def skip_op_problem(self, space_cfg: dict) -> str | None:
+        if "skip_connect" not in space_cfg["ops"]:
+            return "it acts on skip_connect, which space.ops does not have"
+        return None
+
     def make_supernet(self, cfg: dict, parts: MethodParts, num_classes: int, in_channels: int = 3):
         return build(cfg, parts, num_classes, in_channels)
 
